@@ -1,0 +1,1 @@
+//! The Istio CSR API (being written).
