@@ -238,11 +238,35 @@ pub fn verify_svid(
         | webpki::Error::SignatureAlgorithmMismatch
         | webpki::Error::UnsupportedSignatureAlgorithmContext(_)
         | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
-            SvidError::BadSignature(format!("{e:?}"))
+            // webpki does not say which link failed. If every link the peer
+            // presented verifies, the failure is at a root that merely
+            // shares a subject name (as old and new roots do during
+            // rotation): the chain does not lead to a trusted root.
+            if presented_links_verify(chain) {
+                SvidError::UntrustedChain(td.clone())
+            } else {
+                SvidError::BadSignature(format!("{e:?}"))
+            }
         }
         other => SvidError::Path(format!("{other:?}")),
     })?;
     Ok(VerifiedSvid { id, expires })
+}
+
+/// Whether each certificate of `chain` is signed by the next one.
+fn presented_links_verify(chain: &[CertificateDer<'_>]) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    chain.windows(2).all(|pair| {
+        match (
+            X509Certificate::from_der(&pair[0]),
+            X509Certificate::from_der(&pair[1]),
+        ) {
+            (Ok((_, child)), Ok((_, parent))) => {
+                child.verify_signature(Some(parent.public_key())).is_ok()
+            }
+            _ => false,
+        }
+    })
 }
 
 /// An X509-SVID with its private key: what a workload presents in mutual
