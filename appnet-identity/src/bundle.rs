@@ -174,7 +174,8 @@ impl SpiffeBundle {
     /// not name its trust domain; the caller knows it).
     ///
     /// Keys with `use: x509-svid` become roots (exactly one certificate in
-    /// `x5c`, base64 DER, whose key must match the JWK's parameters); keys
+    /// `x5c`, base64 DER, and the JWK's key members must all be present and
+    /// describe that certificate's key); keys
     /// with another `use` are kept verbatim but not used.
     ///
     /// # Errors
@@ -237,12 +238,10 @@ impl SpiffeBundle {
             let der = CertificateDer::from(der);
             let jwk =
                 jwk_for(&der).map_err(|reason| BundleError::BadCertificate { index, reason })?;
-            for (name, value) in &jwk {
-                if name == "kty" || key_obj.contains_key(name.as_str()) {
-                    if key_obj.get(name.as_str()) != Some(value) {
-                        return Err(BundleError::KeyMismatch { index });
-                    }
-                }
+            // Every public-key member (kty, crv, x, y / n, e) must be there
+            // and describe the certificate's key.
+            if jwk.iter().any(|(name, value)| key_obj.get(name) != Some(value)) {
+                return Err(BundleError::KeyMismatch { index });
             }
             anchors.push(anchor(index, &der)?);
             roots.push(der);

@@ -156,6 +156,9 @@ fn jwk_parameters_must_match_the_certificate() {
     assert_ne!(doc["keys"][0]["x"], other["keys"][0]["x"]);
     doc["keys"][0]["x"] = other["keys"][0]["x"].clone();
     assert_eq!(parse(&doc), Err(BundleError::KeyMismatch { index: 0 }));
+    let mut missing = base_doc();
+    missing["keys"][0].as_object_mut().unwrap().remove("y");
+    assert_eq!(parse(&missing), Err(BundleError::KeyMismatch { index: 0 }));
     let mut doc3 = base_doc();
     doc3["keys"][0]["kty"] = json!("RSA");
     assert_eq!(parse(&doc3), Err(BundleError::KeyMismatch { index: 0 }));
