@@ -1,1 +1,0 @@
-//! The Istio CSR API (being written).
