@@ -1,3 +1,67 @@
-//! **Not built yet.** This crate is a placeholder in the appnet workspace so
-//! that the dependency graph in `DESIGN.md` exists from day one; it exports
-//! nothing and claims nothing. See the project README for what works today.
+//! Istio-compatible authorization for sidecar-less meshes.
+//!
+//! What this crate does today:
+//! - parses `security.istio.io/v1` and `v1beta1` AuthorizationPolicy YAML
+//!   (single documents and `---` streams) into a validated model, rejecting
+//!   every invalid form with a [`PolicyError`] that names the policy and the
+//!   field ([`parse_policies`]);
+//! - evaluates a [`Request`] for a [`Destination`] in Istio's order — CUSTOM,
+//!   then DENY, then ALLOW — with AUDIT marks, dry-run outcomes and
+//!   diagnostics ([`PolicySet::evaluate`]);
+//! - offers two views: [`View::L7`] (a waypoint sees HTTP) and [`View::L4`]
+//!   (a node proxy does not). At L4 an ALLOW rule that needs HTTP attributes
+//!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
+//!   on its L4 part alone — it never fails open.
+//!
+//! What it does not do yet: precompiled indexes (evaluation is a linear scan
+//! of the policies that attach to the destination), the `xds` conversions,
+//! HTTPRoute routing, fault injection and rate limits. It has no tokio and no
+//! sockets: evaluation is a pure function.
+//!
+//! # Example
+//! ```
+//! use std::collections::BTreeMap;
+//! use appnet_policy::{
+//!     Attachment, Destination, NoExternalAuthorizer, PolicySet, Request, View, parse_policies,
+//! };
+//!
+//! let yaml = r#"
+//! apiVersion: security.istio.io/v1
+//! kind: AuthorizationPolicy
+//! metadata: {name: allow-web, namespace: shop}
+//! spec:
+//!   action: ALLOW
+//!   rules:
+//!   - from: [{source: {principals: ["cluster.local/ns/shop/sa/web"]}}]
+//!     to: [{operation: {ports: ["8080"]}}]
+//! "#;
+//! let set = PolicySet::new("istio-system", parse_policies(yaml, "default")?);
+//! let dest = Destination {
+//!     namespace: "shop".into(),
+//!     attachment: Attachment::Workload { labels: BTreeMap::new() },
+//! };
+//! let web = Request {
+//!     source_principal: Some("cluster.local/ns/shop/sa/web".into()),
+//!     destination_port: Some(8080),
+//!     ..Request::default()
+//! };
+//! assert!(set.evaluate(&dest, &web, View::L4, &NoExternalAuthorizer).allowed);
+//! let other = Request { source_principal: Some("cluster.local/ns/x/sa/y".into()), ..web };
+//! assert!(!set.evaluate(&dest, &other, View::L4, &NoExternalAuthorizer).allowed);
+//! # Ok::<(), appnet_policy::PolicyError>(())
+//! ```
+
+mod eval;
+mod model;
+mod parse;
+
+pub use eval::{
+    Attachment, Claim, DEFAULT_ROOT_NAMESPACE, Decision, Destination, Diagnostic, DryRunOutcome,
+    ExternalAuthorizer, HttpAttributes, NoExternalAuthorizer, PolicySet, Reason, Request,
+    RequestAuth, RuleMatch, View,
+};
+pub use model::{
+    Action, AuthorizationPolicy, Condition, ConditionKey, ConditionValues, Field, Operation, Rule,
+    Scope, ServiceAccountRef, Source, StringMatch, TargetRef,
+};
+pub use parse::{InvalidReason, MAX_INPUT_BYTES, PolicyError, parse_policies};
