@@ -240,7 +240,10 @@ impl SpiffeBundle {
                 jwk_for(&der).map_err(|reason| BundleError::BadCertificate { index, reason })?;
             // Every public-key member (kty, crv, x, y / n, e) must be there
             // and describe the certificate's key.
-            if jwk.iter().any(|(name, value)| key_obj.get(name) != Some(value)) {
+            if jwk
+                .iter()
+                .any(|(name, value)| key_obj.get(name) != Some(value))
+            {
                 return Err(BundleError::KeyMismatch { index });
             }
             anchors.push(anchor(index, &der)?);

@@ -240,11 +240,13 @@ fn source_matches(s: &Source, req: &Request, strip_l7: bool) -> bool {
     let auth = req.http.as_ref().and_then(|h| h.auth.as_ref());
     s.principals.eval(req.source_principal.as_deref(), sm)
         && s.namespaces.eval(ns_sa.map(|(ns, _)| ns), sm)
-        && s.service_accounts
-            .eval(ns_sa.as_ref(), |r, (ns, sa)| r.namespace == *ns && r.name == *sa)
+        && s.service_accounts.eval(ns_sa.as_ref(), |r, (ns, sa)| {
+            r.namespace == *ns && r.name == *sa
+        })
         && s.ip_blocks.eval(req.source_ip.as_ref(), ip_in)
         && (strip_l7
-            || (s.request_principals
+            || (s
+                .request_principals
                 .eval(auth.and_then(|a| a.principal.as_deref()), sm)
                 && s.remote_ip_blocks
                     .eval(req.remote_ip.or(req.source_ip).as_ref(), ip_in)))
@@ -300,21 +302,27 @@ fn condition_matches(c: &Condition, req: &Request) -> bool {
                             .collect()
                     })
                     .unwrap_or_default(),
-                ConditionKey::SourceNamespace => req.ns_sa().map(|(ns, _)| ns).into_iter().collect(),
-                ConditionKey::SourceServiceAccount => sa_joined.as_deref().into_iter().collect(),
-                ConditionKey::SourcePrincipal => req.source_principal.as_deref().into_iter().collect(),
-                ConditionKey::RequestAuthPrincipal => {
-                    auth.and_then(|a| a.principal.as_deref()).into_iter().collect()
+                ConditionKey::SourceNamespace => {
+                    req.ns_sa().map(|(ns, _)| ns).into_iter().collect()
                 }
+                ConditionKey::SourceServiceAccount => sa_joined.as_deref().into_iter().collect(),
+                ConditionKey::SourcePrincipal => {
+                    req.source_principal.as_deref().into_iter().collect()
+                }
+                ConditionKey::RequestAuthPrincipal => auth
+                    .and_then(|a| a.principal.as_deref())
+                    .into_iter()
+                    .collect(),
                 ConditionKey::RequestAuthAudiences => auth
                     .map(|a| a.audiences.iter().map(String::as_str).collect())
                     .unwrap_or_default(),
-                ConditionKey::RequestAuthPresenter => {
-                    auth.and_then(|a| a.presenter.as_deref()).into_iter().collect()
-                }
-                ConditionKey::RequestAuthClaims(path) => {
-                    auth.map(|a| claim_values(&a.claims, path)).unwrap_or_default()
-                }
+                ConditionKey::RequestAuthPresenter => auth
+                    .and_then(|a| a.presenter.as_deref())
+                    .into_iter()
+                    .collect(),
+                ConditionKey::RequestAuthClaims(path) => auth
+                    .map(|a| claim_values(&a.claims, path))
+                    .unwrap_or_default(),
                 ConditionKey::ConnectionSni => req.sni.as_deref().into_iter().collect(),
                 ConditionKey::SourceIp
                 | ConditionKey::RemoteIp
@@ -337,7 +345,11 @@ pub(crate) fn rule_matches(rule: &Rule, req: &Request, strip_l7: bool) -> bool {
 }
 
 /// Whether `policy` attaches to `dest`.
-pub(crate) fn applies(policy: &AuthorizationPolicy, dest: &Destination, root_namespace: &str) -> bool {
+pub(crate) fn applies(
+    policy: &AuthorizationPolicy,
+    dest: &Destination,
+    root_namespace: &str,
+) -> bool {
     let ns_ok = policy.namespace == dest.namespace || policy.namespace == root_namespace;
     match (&policy.scope, &dest.attachment) {
         (Scope::Namespace, Attachment::Workload { .. }) => ns_ok,
@@ -346,7 +358,8 @@ pub(crate) fn applies(policy: &AuthorizationPolicy, dest: &Destination, root_nam
         }
         (Scope::TargetRefs(refs), Attachment::Waypoint { targets }) => {
             (policy.namespace == dest.namespace
-                || refs.iter().all(|r| r.kind == "GatewayClass") && policy.namespace == root_namespace)
+                || refs.iter().all(|r| r.kind == "GatewayClass")
+                    && policy.namespace == root_namespace)
                 && refs.iter().any(|r| {
                     targets
                         .iter()

@@ -41,7 +41,9 @@ pub enum PolicyError {
         message: String,
     },
     /// A document is not an AuthorizationPolicy of a supported version.
-    #[error("document {document}: expected security.istio.io/v1 or v1beta1 AuthorizationPolicy, found {api_version}/{kind}")]
+    #[error(
+        "document {document}: expected security.istio.io/v1 or v1beta1 AuthorizationPolicy, found {api_version}/{kind}"
+    )]
     WrongKind {
         /// Position of the document in the stream.
         document: usize,
@@ -403,7 +405,9 @@ fn rule(ctx: &Ctx, at: &str, r: WireRule, policy_ns: &str) -> Result<Rule, Polic
         }
         for (i, f) in from.into_iter().enumerate() {
             let here = format!("{at}.from[{i}].source");
-            let s = f.source.ok_or_else(|| ctx.err(&here, InvalidReason::EmptySource))?;
+            let s = f
+                .source
+                .ok_or_else(|| ctx.err(&here, InvalidReason::EmptySource))?;
             out.from.push(source(ctx, &here, s, policy_ns)?);
         }
     }
@@ -413,12 +417,15 @@ fn rule(ctx: &Ctx, at: &str, r: WireRule, policy_ns: &str) -> Result<Rule, Polic
         }
         for (i, t) in to.into_iter().enumerate() {
             let here = format!("{at}.to[{i}].operation");
-            let o = t.operation.ok_or_else(|| ctx.err(&here, InvalidReason::EmptyOperation))?;
+            let o = t
+                .operation
+                .ok_or_else(|| ctx.err(&here, InvalidReason::EmptyOperation))?;
             out.to.push(operation(ctx, &here, o)?);
         }
     }
     for (i, w) in r.when.unwrap_or_default().into_iter().enumerate() {
-        out.when.push(condition(ctx, &format!("{at}.when[{i}]"), w)?);
+        out.when
+            .push(condition(ctx, &format!("{at}.when[{i}]"), w)?);
     }
     Ok(out)
 }
@@ -492,7 +499,12 @@ fn ip(ctx: &Ctx, at: &str, s: &str) -> Result<IpNet, PolicyError> {
         .map_err(|_| ctx.err(at, InvalidReason::BadIp(s.to_owned())))
 }
 
-fn ips(ctx: &Ctx, at: &str, name: &str, v: Option<Vec<String>>) -> Result<Option<Vec<IpNet>>, PolicyError> {
+fn ips(
+    ctx: &Ctx,
+    at: &str,
+    name: &str,
+    v: Option<Vec<String>>,
+) -> Result<Option<Vec<IpNet>>, PolicyError> {
     v.map(|vs| {
         vs.iter()
             .enumerate()
@@ -509,7 +521,12 @@ fn port_text(ctx: &Ctx, at: &str, s: &str) -> Result<u16, PolicyError> {
     }
 }
 
-fn ports(ctx: &Ctx, at: &str, name: &str, v: Option<Vec<PortValue>>) -> Result<Option<Vec<u16>>, PolicyError> {
+fn ports(
+    ctx: &Ctx,
+    at: &str,
+    name: &str,
+    v: Option<Vec<PortValue>>,
+) -> Result<Option<Vec<u16>>, PolicyError> {
     v.map(|vs| {
         vs.iter()
             .enumerate()
@@ -598,7 +615,13 @@ fn source(ctx: &Ctx, at: &str, s: WireSource, policy_ns: &str) -> Result<Source,
         )?,
         service_accounts: Field {
             any: service_accounts(ctx, at, "serviceAccounts", s.service_accounts, policy_ns)?,
-            none: service_accounts(ctx, at, "notServiceAccounts", s.not_service_accounts, policy_ns)?,
+            none: service_accounts(
+                ctx,
+                at,
+                "notServiceAccounts",
+                s.not_service_accounts,
+                policy_ns,
+            )?,
         },
         ip_blocks: Field {
             any: ips(ctx, at, "ipBlocks", s.ip_blocks)?,
@@ -617,13 +640,31 @@ fn source(ctx: &Ctx, at: &str, s: WireSource, policy_ns: &str) -> Result<Source,
 
 fn operation(ctx: &Ctx, at: &str, o: WireOperation) -> Result<Operation, PolicyError> {
     let out = Operation {
-        hosts: string_field(ctx, at, ("hosts", o.hosts), ("notHosts", o.not_hosts), false)?,
+        hosts: string_field(
+            ctx,
+            at,
+            ("hosts", o.hosts),
+            ("notHosts", o.not_hosts),
+            false,
+        )?,
         ports: Field {
             any: ports(ctx, at, "ports", o.ports)?,
             none: ports(ctx, at, "notPorts", o.not_ports)?,
         },
-        methods: string_field(ctx, at, ("methods", o.methods), ("notMethods", o.not_methods), false)?,
-        paths: string_field(ctx, at, ("paths", o.paths), ("notPaths", o.not_paths), false)?,
+        methods: string_field(
+            ctx,
+            at,
+            ("methods", o.methods),
+            ("notMethods", o.not_methods),
+            false,
+        )?,
+        paths: string_field(
+            ctx,
+            at,
+            ("paths", o.paths),
+            ("notPaths", o.not_paths),
+            false,
+        )?,
     };
     if out == Operation::default() {
         return Err(ctx.err(at, InvalidReason::EmptyOperation));
@@ -674,8 +715,12 @@ fn condition_key(key: &str) -> Option<ConditionKey> {
 }
 
 fn condition(ctx: &Ctx, at: &str, w: When) -> Result<Condition, PolicyError> {
-    let key = condition_key(&w.key)
-        .ok_or_else(|| ctx.err(format!("{at}.key"), InvalidReason::UnknownConditionKey(w.key.clone())))?;
+    let key = condition_key(&w.key).ok_or_else(|| {
+        ctx.err(
+            format!("{at}.key"),
+            InvalidReason::UnknownConditionKey(w.key.clone()),
+        )
+    })?;
     if w.values.is_none() && w.not_values.is_none() {
         return Err(ctx.err(at, InvalidReason::ConditionWithoutValues));
     }

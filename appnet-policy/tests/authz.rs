@@ -60,8 +60,13 @@ fn http(mut r: Request, method: &str, path: &str) -> Request {
 }
 
 fn allowed(s: &PolicySet, r: &Request, view: View) -> bool {
-    s.evaluate(&dest("shop", &[("app", "cart")]), r, view, &NoExternalAuthorizer)
-        .allowed
+    s.evaluate(
+        &dest("shop", &[("app", "cart")]),
+        r,
+        view,
+        &NoExternalAuthorizer,
+    )
+    .allowed
 }
 
 fn invalid(yaml: &str) -> InvalidReason {
@@ -76,7 +81,12 @@ fn invalid(yaml: &str) -> InvalidReason {
 #[test]
 fn no_policies_allows() {
     let s = set("");
-    let d = s.evaluate(&dest("shop", &[]), &req(None, 80), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(None, 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(d.allowed);
     assert_eq!(d.reason, Reason::NoAllowPolicy);
 }
@@ -98,10 +108,19 @@ fn empty_rule_matches_everything() {
 #[test]
 fn deny_wins_over_allow() {
     let yaml = policy("a", "shop", "rules:\n- {}")
-        + &policy("d", "shop", "action: DENY\nrules:\n- to: [{operation: {ports: [\"9000\"]}}]");
+        + &policy(
+            "d",
+            "shop",
+            "action: DENY\nrules:\n- to: [{operation: {ports: [\"9000\"]}}]",
+        );
     let s = set(&yaml);
     assert!(allowed(&s, &req(Some(WEB), 80), View::L4));
-    let d = s.evaluate(&dest("shop", &[]), &req(Some(WEB), 9000), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(Some(WEB), 9000),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(!d.allowed);
     assert!(matches!(d.reason, Reason::Denied(m) if m.policy == "shop/d" && m.rule == 0));
 }
@@ -114,7 +133,12 @@ fn allow_applies_then_unmatched_is_denied() {
         "rules:\n- from: [{source: {principals: [\"cluster.local/ns/shop/sa/web\"]}}]",
     ));
     assert!(allowed(&s, &req(Some(WEB), 80), View::L4));
-    let d = s.evaluate(&dest("shop", &[]), &req(Some("cluster.local/ns/x/sa/y"), 80), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(Some("cluster.local/ns/x/sa/y"), 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::NoAllowMatched);
 }
@@ -137,19 +161,32 @@ fn custom_runs_first_and_its_deny_denies() {
     let s = set(&yaml);
     let r = http(req(Some(WEB), 80), "GET", "/admin/x");
     let d = s.evaluate(&dest("shop", &[]), &r, View::L7, &Provider(false));
-    assert!(matches!(d.reason, Reason::CustomDenied { ref provider, .. } if provider == "ext-authz"));
+    assert!(
+        matches!(d.reason, Reason::CustomDenied { ref provider, .. } if provider == "ext-authz")
+    );
     assert!(!d.allowed);
-    assert!(s.evaluate(&dest("shop", &[]), &r, View::L7, &Provider(true)).allowed);
+    assert!(
+        s.evaluate(&dest("shop", &[]), &r, View::L7, &Provider(true))
+            .allowed
+    );
     // A path CUSTOM does not cover never reaches the provider.
     let other = http(req(Some(WEB), 80), "GET", "/shop");
-    assert!(s.evaluate(&dest("shop", &[]), &other, View::L7, &Provider(false)).allowed);
+    assert!(
+        s.evaluate(&dest("shop", &[]), &other, View::L7, &Provider(false))
+            .allowed
+    );
 }
 
 #[test]
 fn audit_marks_without_deciding() {
     let yaml = policy("au", "shop", "action: AUDIT\nrules:\n- {}");
     let s = set(&yaml);
-    let d = s.evaluate(&dest("shop", &[]), &req(None, 80), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(None, 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(d.allowed);
     assert_eq!(d.audit.len(), 1);
     assert_eq!(d.audit[0].policy, "shop/au");
@@ -159,7 +196,12 @@ fn audit_marks_without_deciding() {
 fn dry_run_is_reported_not_enforced() {
     let yaml = "apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata:\n  name: dr\n  namespace: shop\n  annotations:\n    istio.io/dry-run: \"true\"\nspec:\n  action: DENY\n  rules:\n  - {}\n";
     let s = set(yaml);
-    let d = s.evaluate(&dest("shop", &[]), &req(None, 80), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(None, 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(d.allowed);
     assert_eq!(d.dry_run.len(), 1);
     assert_eq!(d.dry_run[0].action, Action::Deny);
@@ -171,7 +213,10 @@ fn dry_run_is_reported_not_enforced() {
 #[test]
 fn namespace_scope() {
     let s = set(&policy("d", "other", "action: DENY\nrules:\n- {}"));
-    assert!(allowed(&s, &req(None, 80), View::L4), "other namespace's policy does not apply");
+    assert!(
+        allowed(&s, &req(None, 80), View::L4),
+        "other namespace's policy does not apply"
+    );
 }
 
 #[test]
@@ -185,16 +230,27 @@ fn selector_scopes_to_labels_and_root_selector_spans_namespaces() {
     let sel = "selector: {matchLabels: {app: cart}}\naction: DENY\nrules:\n- {}";
     let s = set(&policy("d", "shop", sel));
     assert!(!allowed(&s, &req(None, 80), View::L4));
-    let d = s.evaluate(&dest("shop", &[("app", "web")]), &req(None, 80), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[("app", "web")]),
+        &req(None, 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(d.allowed);
     let s = set(&policy("d", "istio-system", sel));
-    let d = s.evaluate(&dest("elsewhere", &[("app", "cart")]), &req(None, 80), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("elsewhere", &[("app", "cart")]),
+        &req(None, 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(!d.allowed);
 }
 
 #[test]
 fn target_refs_attach_to_waypoints_only() {
-    let spec = "targetRefs:\n- {kind: Service, group: \"\", name: cart}\naction: DENY\nrules:\n- {}";
+    let spec =
+        "targetRefs:\n- {kind: Service, group: \"\", name: cart}\naction: DENY\nrules:\n- {}";
     let s = set(&policy("d", "shop", spec));
     let waypoint = Destination {
         namespace: "shop".into(),
@@ -206,7 +262,10 @@ fn target_refs_attach_to_waypoints_only() {
             }],
         },
     };
-    assert!(!s.evaluate(&waypoint, &req(None, 80), View::L7, &NoExternalAuthorizer).allowed);
+    assert!(
+        !s.evaluate(&waypoint, &req(None, 80), View::L7, &NoExternalAuthorizer)
+            .allowed
+    );
     // The node proxy of the same workload does not enforce it.
     assert!(allowed(&s, &req(None, 80), View::L4));
 }
@@ -226,9 +285,16 @@ fn string_patterns() {
     assert!(allowed(&s, &r("/prefix/x"), View::L7));
     assert!(allowed(&s, &r("/a/b.json"), View::L7));
     assert!(!allowed(&s, &r("/other"), View::L7));
-    let presence = set(&policy("a", "shop", "rules:\n- from: [{source: {principals: [\"*\"]}}]"));
+    let presence = set(&policy(
+        "a",
+        "shop",
+        "rules:\n- from: [{source: {principals: [\"*\"]}}]",
+    ));
     assert!(allowed(&presence, &req(Some(WEB), 80), View::L4));
-    assert!(!allowed(&presence, &req(None, 80), View::L4), "* needs an identity");
+    assert!(
+        !allowed(&presence, &req(None, 80), View::L4),
+        "* needs an identity"
+    );
 }
 
 #[test]
@@ -251,7 +317,11 @@ fn not_fields_and_absent_attributes() {
     ));
     assert!(allowed(&s, &req(None, 80), View::L4));
     assert!(allowed(&s, &req(Some(WEB), 80), View::L4));
-    assert!(!allowed(&s, &req(Some("cluster.local/ns/bad/sa/x"), 80), View::L4));
+    assert!(!allowed(
+        &s,
+        &req(Some("cluster.local/ns/bad/sa/x"), 80),
+        View::L4
+    ));
     // Positive and negative combine with AND.
     let s = set(&policy(
         "a",
@@ -259,7 +329,11 @@ fn not_fields_and_absent_attributes() {
         "rules:\n- to: [{operation: {paths: [\"/api*\"], notPaths: [\"/api/admin*\"]}}]",
     ));
     assert!(allowed(&s, &http(req(None, 80), "GET", "/api/x"), View::L7));
-    assert!(!allowed(&s, &http(req(None, 80), "GET", "/api/admin/x"), View::L7));
+    assert!(!allowed(
+        &s,
+        &http(req(None, 80), "GET", "/api/admin/x"),
+        View::L7
+    ));
 }
 
 #[test]
@@ -271,7 +345,11 @@ fn rule_is_from_and_to_and_when() {
     ));
     assert!(allowed(&s, &req(Some(WEB), 8080), View::L4));
     assert!(!allowed(&s, &req(Some(WEB), 9090), View::L4));
-    assert!(!allowed(&s, &req(Some("cluster.local/ns/x/sa/web"), 8080), View::L4));
+    assert!(!allowed(
+        &s,
+        &req(Some("cluster.local/ns/x/sa/web"), 8080),
+        View::L4
+    ));
     let mut outside = req(Some(WEB), 8080);
     outside.source_ip = Some("192.168.1.1".parse().unwrap());
     assert!(!allowed(&s, &outside, View::L4));
@@ -279,10 +357,22 @@ fn rule_is_from_and_to_and_when() {
 
 #[test]
 fn service_accounts_short_form_is_policy_namespace() {
-    let s = set(&policy("a", "shop", "rules:\n- from: [{source: {serviceAccounts: [web, \"ops/admin\"]}}]"));
+    let s = set(&policy(
+        "a",
+        "shop",
+        "rules:\n- from: [{source: {serviceAccounts: [web, \"ops/admin\"]}}]",
+    ));
     assert!(allowed(&s, &req(Some(WEB), 80), View::L4));
-    assert!(allowed(&s, &req(Some("cluster.local/ns/ops/sa/admin"), 80), View::L4));
-    assert!(!allowed(&s, &req(Some("cluster.local/ns/ops/sa/web"), 80), View::L4));
+    assert!(allowed(
+        &s,
+        &req(Some("cluster.local/ns/ops/sa/admin"), 80),
+        View::L4
+    ));
+    assert!(!allowed(
+        &s,
+        &req(Some("cluster.local/ns/ops/sa/web"), 80),
+        View::L4
+    ));
 }
 
 #[test]
@@ -303,7 +393,11 @@ fn ip_blocks_v4_and_v6() {
 
 #[test]
 fn hosts_are_case_insensitive() {
-    let s = set(&policy("a", "shop", "rules:\n- to: [{operation: {hosts: [\"SHOP.example.com\"]}}]"));
+    let s = set(&policy(
+        "a",
+        "shop",
+        "rules:\n- to: [{operation: {hosts: [\"SHOP.example.com\"]}}]",
+    ));
     assert!(allowed(&s, &http(req(None, 80), "GET", "/"), View::L7));
 }
 
@@ -332,8 +426,17 @@ fn conditions_on_headers_and_claims() {
 
 #[test]
 fn l4_allow_rule_with_http_attributes_matches_nothing() {
-    let s = set(&policy("a", "shop", "rules:\n- to: [{operation: {methods: [GET]}}]"));
-    let d = s.evaluate(&dest("shop", &[]), &req(Some(WEB), 80), View::L4, &NoExternalAuthorizer);
+    let s = set(&policy(
+        "a",
+        "shop",
+        "rules:\n- to: [{operation: {methods: [GET]}}]",
+    ));
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(Some(WEB), 80),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(!d.allowed, "fail closed");
     assert_eq!(d.diagnostics.len(), 1);
     // At L7 the same policy allows GET.
@@ -349,23 +452,43 @@ fn l4_deny_with_http_attributes_never_fails_open() {
         "shop",
         "action: DENY\nrules:\n- to: [{operation: {ports: [\"8080\"], methods: [POST]}}]",
     ));
-    let d = s.evaluate(&dest("shop", &[]), &req(Some(WEB), 8080), View::L4, &NoExternalAuthorizer);
+    let d = s.evaluate(
+        &dest("shop", &[]),
+        &req(Some(WEB), 8080),
+        View::L4,
+        &NoExternalAuthorizer,
+    );
     assert!(!d.allowed);
     assert!(!d.diagnostics.is_empty());
     assert!(allowed(&s, &req(Some(WEB), 9090), View::L4));
     // Only HTTP attributes: the whole entry is L7, so at L4 it denies all.
-    let s = set(&policy("d", "shop", "action: DENY\nrules:\n- to: [{operation: {paths: [\"/admin\"]}}]"));
+    let s = set(&policy(
+        "d",
+        "shop",
+        "action: DENY\nrules:\n- to: [{operation: {paths: [\"/admin\"]}}]",
+    ));
     assert!(!allowed(&s, &req(Some(WEB), 80), View::L4));
     // At L7 it is precise.
-    assert!(allowed(&s, &http(req(Some(WEB), 80), "GET", "/public"), View::L7));
-    assert!(!allowed(&s, &http(req(Some(WEB), 80), "GET", "/admin"), View::L7));
+    assert!(allowed(
+        &s,
+        &http(req(Some(WEB), 80), "GET", "/public"),
+        View::L7
+    ));
+    assert!(!allowed(
+        &s,
+        &http(req(Some(WEB), 80), "GET", "/admin"),
+        View::L7
+    ));
 }
 
 // ---- invalid policies ----
 
 #[test]
 fn deny_and_custom_need_rules() {
-    assert_eq!(invalid(&policy("d", "ns", "action: DENY")), InvalidReason::NoRules(Action::Deny));
+    assert_eq!(
+        invalid(&policy("d", "ns", "action: DENY")),
+        InvalidReason::NoRules(Action::Deny)
+    );
     assert_eq!(
         invalid(&policy("c", "ns", "action: CUSTOM\nprovider: {name: x}")),
         InvalidReason::NoRules(Action::Custom)
@@ -374,11 +497,26 @@ fn deny_and_custom_need_rules() {
 
 #[test]
 fn empty_source_operation_and_lists() {
-    assert_eq!(invalid(&policy("p", "ns", "rules:\n- from: []")), InvalidReason::EmptyList);
-    assert_eq!(invalid(&policy("p", "ns", "rules:\n- to: []")), InvalidReason::EmptyList);
-    assert_eq!(invalid(&policy("p", "ns", "rules:\n- from: [{source: {}}]")), InvalidReason::EmptySource);
-    assert_eq!(invalid(&policy("p", "ns", "rules:\n- from: [{}]")), InvalidReason::EmptySource);
-    assert_eq!(invalid(&policy("p", "ns", "rules:\n- to: [{operation: {}}]")), InvalidReason::EmptyOperation);
+    assert_eq!(
+        invalid(&policy("p", "ns", "rules:\n- from: []")),
+        InvalidReason::EmptyList
+    );
+    assert_eq!(
+        invalid(&policy("p", "ns", "rules:\n- to: []")),
+        InvalidReason::EmptyList
+    );
+    assert_eq!(
+        invalid(&policy("p", "ns", "rules:\n- from: [{source: {}}]")),
+        InvalidReason::EmptySource
+    );
+    assert_eq!(
+        invalid(&policy("p", "ns", "rules:\n- from: [{}]")),
+        InvalidReason::EmptySource
+    );
+    assert_eq!(
+        invalid(&policy("p", "ns", "rules:\n- to: [{operation: {}}]")),
+        InvalidReason::EmptyOperation
+    );
 }
 
 #[test]
@@ -388,7 +526,11 @@ fn conditions_need_values_and_known_keys() {
         InvalidReason::ConditionWithoutValues
     );
     assert_eq!(
-        invalid(&policy("p", "ns", "rules:\n- when: [{key: source.color, values: [red]}]")),
+        invalid(&policy(
+            "p",
+            "ns",
+            "rules:\n- when: [{key: source.color, values: [red]}]"
+        )),
         InvalidReason::UnknownConditionKey("source.color".into())
     );
 }
@@ -396,7 +538,11 @@ fn conditions_need_values_and_known_keys() {
 #[test]
 fn provider_only_with_custom() {
     assert_eq!(
-        invalid(&policy("p", "ns", "action: DENY\nprovider: {name: x}\nrules:\n- {}")),
+        invalid(&policy(
+            "p",
+            "ns",
+            "action: DENY\nprovider: {name: x}\nrules:\n- {}"
+        )),
         InvalidReason::ProviderWithoutCustom
     );
     assert_eq!(
@@ -408,19 +554,35 @@ fn provider_only_with_custom() {
 #[test]
 fn bad_ips_ports_and_patterns_are_never_dropped() {
     assert_eq!(
-        invalid(&policy("p", "ns", "rules:\n- from: [{source: {ipBlocks: [\"10.0.0.0/33\"]}}]")),
+        invalid(&policy(
+            "p",
+            "ns",
+            "rules:\n- from: [{source: {ipBlocks: [\"10.0.0.0/33\"]}}]"
+        )),
         InvalidReason::BadIp("10.0.0.0/33".into())
     );
     assert_eq!(
-        invalid(&policy("p", "ns", "rules:\n- to: [{operation: {ports: [\"70000\"]}}]")),
+        invalid(&policy(
+            "p",
+            "ns",
+            "rules:\n- to: [{operation: {ports: [\"70000\"]}}]"
+        )),
         InvalidReason::BadPort("70000".into())
     );
     assert_eq!(
-        invalid(&policy("p", "ns", "rules:\n- to: [{operation: {ports: [0]}}]")),
+        invalid(&policy(
+            "p",
+            "ns",
+            "rules:\n- to: [{operation: {ports: [0]}}]"
+        )),
         InvalidReason::BadPort("0".into())
     );
     assert_eq!(
-        invalid(&policy("p", "ns", "rules:\n- to: [{operation: {paths: [\"/a*b\"]}}]")),
+        invalid(&policy(
+            "p",
+            "ns",
+            "rules:\n- to: [{operation: {paths: [\"/a*b\"]}}]"
+        )),
         InvalidReason::BadPattern("/a*b".into())
     );
 }
@@ -452,7 +614,11 @@ fn service_accounts_not_with_principals() {
 #[test]
 fn errors_name_policy_and_field() {
     let err = parse_policies(
-        &policy("web-allow", "shop", "rules:\n- from: [{source: {ipBlocks: [\"nope\"]}}]"),
+        &policy(
+            "web-allow",
+            "shop",
+            "rules:\n- from: [{source: {ipBlocks: [\"nope\"]}}]",
+        ),
         "default",
     )
     .unwrap_err();
@@ -466,7 +632,10 @@ fn errors_name_policy_and_field() {
 #[test]
 fn unknown_fields_wrong_types_and_kinds() {
     assert!(matches!(
-        parse_policies(&policy("p", "ns", "rules:\n- from: [{source: {principal: [x]}}]"), "d"),
+        parse_policies(
+            &policy("p", "ns", "rules:\n- from: [{source: {principal: [x]}}]"),
+            "d"
+        ),
         Err(PolicyError::Yaml { .. })
     ));
     assert!(matches!(
@@ -478,29 +647,47 @@ fn unknown_fields_wrong_types_and_kinds() {
         Err(PolicyError::Yaml { .. })
     ));
     assert!(matches!(
-        parse_policies("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "d"),
+        parse_policies(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "d"
+        ),
         Err(PolicyError::WrongKind { .. })
     ));
-    assert!(matches!(parse_policies("key: [unclosed", "d"), Err(PolicyError::Yaml { .. })));
+    assert!(matches!(
+        parse_policies("key: [unclosed", "d"),
+        Err(PolicyError::Yaml { .. })
+    ));
 }
 
 #[test]
 fn huge_documents_and_yaml_bombs_are_bounded() {
     let big = "#".repeat(appnet_policy::MAX_INPUT_BYTES + 1);
-    assert!(matches!(parse_policies(&big, "d"), Err(PolicyError::TooLarge { .. })));
+    assert!(matches!(
+        parse_policies(&big, "d"),
+        Err(PolicyError::TooLarge { .. })
+    ));
     let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 0..12 {
-        let prev = if i == 0 { "a".to_owned() } else { format!("l{}", i - 1) };
+        let prev = if i == 0 {
+            "a".to_owned()
+        } else {
+            format!("l{}", i - 1)
+        };
         bomb.push_str(&format!(
             "l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
         ));
     }
-    assert!(matches!(parse_policies(&bomb, "d"), Err(PolicyError::Yaml { .. })));
+    assert!(matches!(
+        parse_policies(&bomb, "d"),
+        Err(PolicyError::Yaml { .. })
+    ));
 }
 
 #[test]
 fn multi_document_stream() {
-    let yaml = policy("a", "shop", "rules:\n- {}") + "---\n" + &policy("b", "shop", "action: DENY\nrules:\n- {}");
+    let yaml = policy("a", "shop", "rules:\n- {}")
+        + "---\n"
+        + &policy("b", "shop", "action: DENY\nrules:\n- {}");
     let ps = parse_policies(&yaml, "default").unwrap();
     assert_eq!(ps.len(), 2);
     assert_eq!(ps[1].action, Action::Deny);
@@ -522,7 +709,9 @@ fn arb_spec() -> impl Strategy<Value = String> {
         Just("\n  to: [{operation: {methods: [GET], paths: [\"/a*\"]}}]".to_owned()),
         Just("\n  to: [{operation: {notPorts: [\"443\"]}}]".to_owned()),
     ];
-    (action, from, to).prop_map(|(a, f, t)| format!("action: {a}\nrules:\n- {{}}{f}{t}").replace("- {}\n  ", "- "))
+    (action, from, to).prop_map(|(a, f, t)| {
+        format!("action: {a}\nrules:\n- {{}}{f}{t}").replace("- {}\n  ", "- ")
+    })
 }
 
 fn arb_request() -> impl Strategy<Value = Request> {
