@@ -93,9 +93,3 @@ pub fn certs_from_pem(text: &str) -> Result<Vec<CertificateDer<'static>>, CaErro
         .map(|b| CertificateDer::from(b.into_contents()))
         .collect())
 }
-
-/// The project README's code examples, compiled and run as doc tests so the
-/// README cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
