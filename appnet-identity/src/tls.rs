@@ -1,7 +1,7 @@
 //! rustls configs for SPIFFE mutual TLS.
 //!
 //! Both sides present the current [`Svid`] and verify the peer's chain with
-//! [`verify_svid`](crate::verify_svid) against the current [`TrustBundle`],
+//! [`verify_svid`](crate::verify_svid()) against the current [`TrustBundle`],
 //! then check the peer's SPIFFE ID with [`AllowedPeers`]. Credentials are read
 //! from a `tokio::sync::watch` channel at every handshake, so a rotated
 //! certificate or trust bundle is used by new handshakes while live
