@@ -194,12 +194,7 @@ impl CertificateAuthority {
         chain_pem: &str,
         key_pem: &str,
     ) -> Result<Self, CaError> {
-        let chain: Vec<CertificateDer<'static>> = pem::parse_many(chain_pem)
-            .map_err(|e| CaError::Load(e.to_string()))?
-            .into_iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
-            .map(|b| CertificateDer::from(b.into_contents()))
-            .collect();
+        let chain = crate::certs_from_pem(chain_pem)?;
         let first = chain
             .first()
             .ok_or_else(|| CaError::Load("no CERTIFICATE block".into()))?;

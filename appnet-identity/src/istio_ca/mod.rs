@@ -40,6 +40,11 @@
 //! let creds = Credentials::new(ca.issue_svid(&istiod, now, Duration::from_secs(3600))?, bundle.clone())?;
 //! let server_tls = tls::server_config(tls::fixed(creds), AllowedPeers::AnyTrusted, vec![b"h2".to_vec()])?;
 //! let nodes = NodeAuthorizer::new();
+//! // The node proxy's own SVID, and the workload it may ask for.
+//! let node: SpiffeId = "spiffe://cluster.local/ns/istio-system/sa/ztunnel".parse()?;
+//! let workload: SpiffeId = "spiffe://cluster.local/ns/default/sa/web".parse()?;
+//! nodes.allow(node.clone(), workload.clone());
+//! let node_creds = Credentials::new(ca.issue_svid(&node, now, Duration::from_secs(3600))?, bundle)?;
 //! let service = IstioCaServer::new(Arc::new(ca), MtlsPeer, nodes.clone()).into_service();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:15012").await?;
 //! tokio::spawn(istio_ca::serve_mtls(
@@ -50,11 +55,9 @@
 //! ));
 //!
 //! // Client: a node proxy asking for one of its workloads' certificates.
-//! # let node_creds: Credentials = todo!();
 //! let client_tls = tls::client_config(tls::fixed(node_creds), AllowedPeers::Exactly(istiod), vec![b"h2".to_vec()])?;
 //! let channel = istio_ca::connect_mtls("http://127.0.0.1:15012".parse()?, Arc::new(client_tls)).await?;
 //! let mut client = IstioCaClient::new(channel);
-//! let workload: SpiffeId = "spiffe://cluster.local/ns/default/sa/web".parse()?;
 //! let key = WorkloadKey::generate()?;
 //! let chain = client
 //!     .create_certificate(&key.csr(&workload)?, Duration::from_secs(86400), Some(&workload))

@@ -195,20 +195,9 @@ impl RotationHandle {
     /// [`RotationError::Credentials`] if the credentials cannot be rebuilt;
     /// the previous ones stay published.
     pub fn update_bundle(&self, bundle: TrustBundle) -> Result<(), RotationError> {
-        let mut outcome = Ok(());
-        self.credentials.send_if_modified(|current| {
-            match Credentials::new(current.svid().clone(), bundle) {
-                Ok(next) => {
-                    *current = Arc::new(next);
-                    true
-                }
-                Err(e) => {
-                    outcome = Err(RotationError::Credentials(e));
-                    false
-                }
-            }
-        });
-        outcome
+        republish(&self.credentials, |current| {
+            Credentials::new(current.svid().clone(), bundle)
+        })
     }
 
     /// Whether the task is still running.
@@ -288,23 +277,11 @@ impl<S: CertificateSource, C: Clock> RotationTask<S, C> {
             .await
             .map_err(|e| RotationError::Source(Box::new(e)))?;
         let validity = Validity::from(&svid);
-        let mut outcome = Ok(validity);
-        // Read-modify-write under the channel's lock, so a concurrent
-        // `update_bundle` is never lost.
-        self.credentials.send_if_modified(|current| {
+        republish(&self.credentials, |current| {
             let bundle = bundle.unwrap_or_else(|| current.bundle().clone());
-            match Credentials::new(svid, bundle) {
-                Ok(next) => {
-                    *current = Arc::new(next);
-                    true
-                }
-                Err(e) => {
-                    outcome = Err(RotationError::Credentials(e));
-                    false
-                }
-            }
-        });
-        outcome
+            Credentials::new(svid, bundle)
+        })?;
+        Ok(validity)
     }
 
     /// Records a published SVID; returns the jitter sample for it and the
@@ -338,4 +315,26 @@ impl<S: CertificateSource, C: Clock> RotationTask<S, C> {
             s.last_error = Some(Arc::new(error));
         });
     }
+}
+
+/// Builds new credentials from the published ones and publishes them, as a
+/// read-modify-write under the channel's lock so that an SVID renewal and a
+/// concurrent bundle update never overwrite each other. On error the
+/// current credentials stay published.
+fn republish(
+    credentials: &watch::Sender<Arc<Credentials>>,
+    build: impl FnOnce(&Credentials) -> Result<Credentials, TlsError>,
+) -> Result<(), RotationError> {
+    let mut outcome = Ok(());
+    credentials.send_if_modified(|current| match build(current) {
+        Ok(next) => {
+            *current = Arc::new(next);
+            true
+        }
+        Err(e) => {
+            outcome = Err(RotationError::Credentials(e));
+            false
+        }
+    });
+    outcome
 }
