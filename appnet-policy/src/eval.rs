@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::model::{
-    Action, AuthorizationPolicy, Condition, ConditionKey, ConditionValues, Field, Operation, Rule,
-    Scope, Source, StringMatch, TargetRef, ip_in,
-};
+use crate::index::{CompiledPolicy, L4Mode, ScopeIndex};
+use crate::matching::rule_matches;
+use crate::model::{Action, AuthorizationPolicy, TargetRef};
 
 /// What the enforcing proxy can see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +105,7 @@ pub struct Request {
 
 impl Request {
     /// Namespace and service account from an Istio-form principal.
-    fn ns_sa(&self) -> Option<(&str, &str)> {
+    pub(crate) fn ns_sa(&self) -> Option<(&str, &str)> {
         let p = self.source_principal.as_deref()?;
         let mut it = p.split('/');
         let _td = it.next()?;
@@ -200,245 +199,74 @@ pub struct Decision {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Whether a rule uses attributes a node proxy cannot see.
-pub(crate) fn rule_uses_l7(rule: &Rule) -> bool {
-    rule.from
+/// The first rule of `policy` matching `req` in `view`.
+fn first_match(compiled: &CompiledPolicy, req: &Request, view: View) -> Option<usize> {
+    compiled
+        .policy
+        .rules
         .iter()
-        .any(|s| !s.request_principals.is_unset() || !s.remote_ip_blocks.is_unset())
-        || rule
-            .to
-            .iter()
-            .any(|o| !o.hosts.is_unset() || !o.methods.is_unset() || !o.paths.is_unset())
-        || rule.when.iter().any(|c| !c.key.is_l4())
-}
-
-fn eval_many<'v, T, V: ?Sized + 'v>(
-    field: &Field<T>,
-    values: impl Iterator<Item = &'v V> + Clone,
-    matches: impl Fn(&T, &V) -> bool,
-) -> bool {
-    if let Some(any) = &field.any
-        && !values.clone().any(|v| any.iter().any(|p| matches(p, v)))
-    {
-        return false;
-    }
-    if let Some(none) = &field.none
-        && values.clone().any(|v| none.iter().any(|p| matches(p, v)))
-    {
-        return false;
-    }
-    true
-}
-
-fn sm(p: &StringMatch, v: &str) -> bool {
-    p.matches(v)
-}
-
-/// `strip_l7`: treat HTTP-only fields as absent (the L4 view of a DENY).
-fn source_matches(s: &Source, req: &Request, strip_l7: bool) -> bool {
-    let ns_sa = req.ns_sa();
-    let auth = req.http.as_ref().and_then(|h| h.auth.as_ref());
-    s.principals.eval(req.source_principal.as_deref(), sm)
-        && s.namespaces.eval(ns_sa.map(|(ns, _)| ns), sm)
-        && s.service_accounts.eval(ns_sa.as_ref(), |r, (ns, sa)| {
-            r.namespace == *ns && r.name == *sa
+        .zip(&compiled.l4_modes)
+        .position(|(rule, mode)| match (view, mode) {
+            (View::L7, _) | (View::L4, L4Mode::AsWritten) => rule_matches(rule, req, false),
+            (View::L4, L4Mode::Never) => false,
+            (View::L4, L4Mode::L4PartOnly) => rule_matches(rule, req, true),
         })
-        && s.ip_blocks.eval(req.source_ip.as_ref(), ip_in)
-        && (strip_l7
-            || (s
-                .request_principals
-                .eval(auth.and_then(|a| a.principal.as_deref()), sm)
-                && s.remote_ip_blocks
-                    .eval(req.remote_ip.or(req.source_ip).as_ref(), ip_in)))
 }
 
-fn operation_matches(o: &Operation, req: &Request, strip_l7: bool) -> bool {
-    let http = req.http.as_ref();
-    o.ports.eval(req.destination_port.as_ref(), |p, v| p == v)
-        && (strip_l7
-            || (o.hosts.eval(http.and_then(|h| h.host.as_deref()), |p, v| {
-                p.matches_ignore_case(v)
-            }) && o.methods.eval(http.and_then(|h| h.method.as_deref()), sm)
-                && o.paths.eval(http.and_then(|h| h.path.as_deref()), sm)))
-}
-
-fn claim_values<'a>(claims: &'a BTreeMap<String, Claim>, path: &[String]) -> Vec<&'a str> {
-    let mut cur = claims;
-    for (i, seg) in path.iter().enumerate() {
-        match cur.get(seg) {
-            Some(Claim::Object(o)) if i + 1 < path.len() => cur = o,
-            Some(Claim::String(s)) if i + 1 == path.len() => return vec![s.as_str()],
-            Some(Claim::List(l)) if i + 1 == path.len() => {
-                return l.iter().map(String::as_str).collect();
-            }
-            _ => return Vec::new(),
-        }
-    }
-    Vec::new()
-}
-
-fn condition_matches(c: &Condition, req: &Request) -> bool {
-    let http = req.http.as_ref();
-    let auth = http.and_then(|h| h.auth.as_ref());
-    match &c.values {
-        ConditionValues::Ips(f) => {
-            let ip = match c.key {
-                ConditionKey::SourceIp => req.source_ip,
-                ConditionKey::RemoteIp => req.remote_ip.or(req.source_ip),
-                _ => req.destination_ip,
-            };
-            f.eval(ip.as_ref(), ip_in)
-        }
-        ConditionValues::Ports(f) => f.eval(req.destination_port.as_ref(), |p, v| p == v),
-        ConditionValues::Strings(f) => {
-            let sa_joined = req.ns_sa().map(|(ns, sa)| format!("{ns}/{sa}"));
-            let values: Vec<&str> = match &c.key {
-                ConditionKey::RequestHeader(name) => http
-                    .map(|h| {
-                        h.headers
-                            .iter()
-                            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                            .map(|(_, v)| v.as_str())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                ConditionKey::SourceNamespace => {
-                    req.ns_sa().map(|(ns, _)| ns).into_iter().collect()
-                }
-                ConditionKey::SourceServiceAccount => sa_joined.as_deref().into_iter().collect(),
-                ConditionKey::SourcePrincipal => {
-                    req.source_principal.as_deref().into_iter().collect()
-                }
-                ConditionKey::RequestAuthPrincipal => auth
-                    .and_then(|a| a.principal.as_deref())
-                    .into_iter()
-                    .collect(),
-                ConditionKey::RequestAuthAudiences => auth
-                    .map(|a| a.audiences.iter().map(String::as_str).collect())
-                    .unwrap_or_default(),
-                ConditionKey::RequestAuthPresenter => auth
-                    .and_then(|a| a.presenter.as_deref())
-                    .into_iter()
-                    .collect(),
-                ConditionKey::RequestAuthClaims(path) => auth
-                    .map(|a| claim_values(&a.claims, path))
-                    .unwrap_or_default(),
-                ConditionKey::ConnectionSni => req.sni.as_deref().into_iter().collect(),
-                ConditionKey::SourceIp
-                | ConditionKey::RemoteIp
-                | ConditionKey::DestinationIp
-                | ConditionKey::DestinationPort => Vec::new(),
-            };
-            eval_many(f, values.iter().copied(), sm)
-        }
-    }
-}
-
-/// Whether `rule` matches `req`; `strip_l7` drops HTTP-only parts.
-pub(crate) fn rule_matches(rule: &Rule, req: &Request, strip_l7: bool) -> bool {
-    (rule.from.is_empty() || rule.from.iter().any(|s| source_matches(s, req, strip_l7)))
-        && (rule.to.is_empty() || rule.to.iter().any(|o| operation_matches(o, req, strip_l7)))
-        && rule
-            .when
-            .iter()
-            .all(|c| (strip_l7 && !c.key.is_l4()) || condition_matches(c, req))
-}
-
-/// Whether `policy` attaches to `dest`.
-pub(crate) fn applies(
-    policy: &AuthorizationPolicy,
-    dest: &Destination,
-    root_namespace: &str,
-) -> bool {
-    let ns_ok = policy.namespace == dest.namespace || policy.namespace == root_namespace;
-    match (&policy.scope, &dest.attachment) {
-        (Scope::Namespace, Attachment::Workload { .. }) => ns_ok,
-        (Scope::Selector(sel), Attachment::Workload { labels }) => {
-            ns_ok && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-        }
-        (Scope::TargetRefs(refs), Attachment::Waypoint { targets }) => {
-            (policy.namespace == dest.namespace
-                || refs.iter().all(|r| r.kind == "GatewayClass")
-                    && policy.namespace == root_namespace)
-                && refs.iter().any(|r| {
-                    targets
-                        .iter()
-                        .any(|t| t.kind == r.kind && t.name == r.name && t.group == r.group)
-                })
-        }
-        _ => false,
-    }
-}
-
-/// The first rule of `policy` matching `req` in `view`, with the L4
-/// downgrade diagnostics.
-pub(crate) fn first_match(
-    policy: &AuthorizationPolicy,
-    req: &Request,
-    view: View,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Option<usize> {
-    let mut found = None;
-    for (i, rule) in policy.rules.iter().enumerate() {
-        let l7 = view == View::L4 && rule_uses_l7(rule);
-        let matched = if l7 {
-            match policy.action {
-                Action::Allow => {
-                    diagnostics.push(Diagnostic {
-                        policy: policy.key(),
-                        rule: i,
-                        message: "ALLOW rule uses HTTP attributes a node proxy cannot see: it matches nothing at L4".into(),
-                    });
-                    false
-                }
-                _ => {
-                    diagnostics.push(Diagnostic {
-                        policy: policy.key(),
-                        rule: i,
-                        message: format!(
-                            "{:?} rule uses HTTP attributes a node proxy cannot see: enforced on its L4 part alone (more restrictive)",
-                            policy.action
-                        ),
-                    });
-                    rule_matches(rule, req, true)
-                }
-            }
-        } else {
-            rule_matches(rule, req, false)
-        };
-        if matched && found.is_none() {
-            found = Some(i);
-        }
-    }
-    found
-}
-
-/// A set of policies and the mesh root namespace.
+/// A set of policies, indexed by where they attach, and the mesh root
+/// namespace.
+///
+/// Building the set precompiles every policy (its L4 treatment and
+/// diagnostics) and indexes it by namespace, label selector and
+/// `targetRefs`; [`PolicySet::evaluate`] then only looks at the policies
+/// attached to the destination.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     root_namespace: String,
-    policies: Vec<AuthorizationPolicy>,
+    policies: Vec<CompiledPolicy>,
+    index: ScopeIndex,
 }
 
 /// Istio's default root namespace.
 pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 
 impl PolicySet {
-    /// A set with the given root namespace.
+    /// Compiles and indexes `policies` for a mesh whose root namespace is
+    /// `root_namespace` (Istio's default is [`DEFAULT_ROOT_NAMESPACE`]).
     pub fn new(root_namespace: impl Into<String>, policies: Vec<AuthorizationPolicy>) -> Self {
+        let policies: Vec<CompiledPolicy> = policies.into_iter().map(CompiledPolicy::new).collect();
+        let index = ScopeIndex::build(&policies);
         Self {
             root_namespace: root_namespace.into(),
             policies,
+            index,
         }
     }
 
-    /// The policies.
-    pub fn policies(&self) -> &[AuthorizationPolicy] {
-        &self.policies
+    /// The root namespace.
+    pub fn root_namespace(&self) -> &str {
+        &self.root_namespace
+    }
+
+    /// The policies, in the order given.
+    pub fn policies(&self) -> impl ExactSizeIterator<Item = &AuthorizationPolicy> {
+        self.policies.iter().map(|c| &c.policy)
+    }
+
+    /// The policies attached to `dest`, in the order given.
+    pub fn attached(&self, dest: &Destination) -> impl Iterator<Item = &AuthorizationPolicy> {
+        self.index
+            .attached(&self.policies, dest, &self.root_namespace)
+            .into_iter()
+            .filter_map(|id| self.policies.get(id as usize).map(|c| &c.policy))
     }
 
     /// Evaluates `req` for `dest` as seen in `view`; CUSTOM policies ask
     /// `external`.
+    ///
+    /// Policies are visited in the order given; the first matching rule of
+    /// each is what a [`RuleMatch`] reports, and the first matching policy
+    /// of each action decides.
     pub fn evaluate(
         &self,
         dest: &Destination,
@@ -453,52 +281,59 @@ impl PolicySet {
             dry_run: Vec::new(),
             diagnostics: Vec::new(),
         };
-        let applicable: Vec<&AuthorizationPolicy> = self
-            .policies
-            .iter()
-            .filter(|p| applies(p, dest, &self.root_namespace))
-            .collect();
         let mut custom_deny = None;
         let mut deny = None;
         let mut allow = None;
         let mut any_allow = false;
-        for p in &applicable {
-            let m = first_match(p, req, view, &mut d.diagnostics);
+        for id in self
+            .index
+            .attached(&self.policies, dest, &self.root_namespace)
+        {
+            let Some(c) = self.policies.get(id as usize) else {
+                continue;
+            };
+            let p = &c.policy;
+            if view == View::L4 {
+                d.diagnostics.extend_from_slice(&c.l4_diagnostics);
+            }
             if p.dry_run {
                 d.dry_run.push(DryRunOutcome {
-                    policy: p.key(),
+                    policy: c.key.clone(),
                     action: p.action,
-                    matched: m,
+                    matched: first_match(c, req, view),
                 });
                 continue;
             }
-            let hit = m.map(|rule| RuleMatch {
-                policy: p.key(),
-                rule,
-            });
-            match p.action {
-                Action::Audit => d.audit.extend(hit),
-                Action::Custom => {
-                    if let Some(by) = hit
-                        && custom_deny.is_none()
-                    {
-                        let provider = p.provider.clone().unwrap_or_default();
-                        if !external.check(&provider, req) {
-                            custom_deny = Some(Reason::CustomDenied { by, provider });
-                        }
-                    }
-                }
-                Action::Deny => {
-                    if deny.is_none() {
-                        deny = hit;
-                    }
-                }
+            // Skip the rule scan when its outcome cannot change anything.
+            let needed = match p.action {
+                Action::Audit => true,
+                Action::Custom => custom_deny.is_none(),
+                Action::Deny => deny.is_none(),
                 Action::Allow => {
                     any_allow = true;
-                    if allow.is_none() {
-                        allow = hit;
+                    allow.is_none()
+                }
+            };
+            if !needed {
+                continue;
+            }
+            let Some(rule) = first_match(c, req, view) else {
+                continue;
+            };
+            let hit = RuleMatch {
+                policy: c.key.clone(),
+                rule,
+            };
+            match p.action {
+                Action::Audit => d.audit.push(hit),
+                Action::Custom => {
+                    let provider = p.provider.clone().unwrap_or_default();
+                    if !external.check(&provider, req) {
+                        custom_deny = Some(Reason::CustomDenied { by: hit, provider });
                     }
                 }
+                Action::Deny => deny = Some(hit),
+                Action::Allow => allow = Some(hit),
             }
         }
         (d.allowed, d.reason) = if let Some(r) = custom_deny {

@@ -52,6 +52,8 @@
 //! ```
 
 mod eval;
+mod index;
+mod matching;
 mod model;
 mod parse;
 
