@@ -203,7 +203,7 @@ fn condition(c: &Condition, req: &Request) -> bool {
                     .http
                     .iter()
                     .flat_map(|h| h.headers.iter())
-                    .filter(|(n, _)| n.to_ascii_lowercase() == name.to_ascii_lowercase())
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.clone())
                     .collect(),
                 ConditionKey::SourceNamespace => opt(ns_sa(req).map(|x| x.0)),
