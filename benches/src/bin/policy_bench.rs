@@ -1,0 +1,265 @@
+//! Decision latency of appnet-policy's indexed evaluator against a naive
+//! one, as the mesh grows.
+//!
+//! ```text
+//! cargo run --release -p appnet-benches --bin policy_bench [-- --seconds S]
+//! ```
+//!
+//! For meshes of 10, 1,000 and 10,000 AuthorizationPolicies it times one
+//! decision for the same destination and request, in the L4 view (node
+//! proxy) and the L7 view (waypoint), through `PolicySet::evaluate` and
+//! through the naive reference evaluator of appnet-policy's tests (every
+//! policy of the mesh looked at for every request). Each path is measured
+//! for `S` seconds (default 1) in interleaved rounds after a warm-up of
+//! `S/4`. Goal: the indexed decision at 10,000 policies costs at most 2× the
+//! decision at 10.
+//!
+//! Before timing, every mesh is checked: both evaluators must agree on the
+//! decision, and the request must be allowed by a selector policy (so the
+//! timed work includes a real rule match, not an early exit).
+
+#[path = "../../../appnet-policy/tests/reference/mod.rs"]
+mod reference;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::process::ExitCode;
+
+use appnet_benches::{Budget, Comparison, compare};
+use appnet_policy::{
+    Attachment, Destination, HttpAttributes, NoExternalAuthorizer, PolicySet, Reason, Request,
+    View, parse_policies,
+};
+
+const USAGE: &str = "usage: policy_bench [--seconds S]
+
+  --seconds S   measured wall time per path and figure, in seconds (default 1;
+                warm-up is S/4). Use e.g. 0.05 for a quick smoke run.";
+
+const ROOT: &str = "istio-system";
+/// Policies per namespace in the synthetic mesh.
+const PER_NAMESPACE: usize = 10;
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<f64, String> {
+    let mut seconds = 1.0;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "-h" | "--help" => return Err(String::new()),
+            "--seconds" => args.next().ok_or("--seconds needs a value")?,
+            other => match other.strip_prefix("--seconds=") {
+                Some(v) => v.to_owned(),
+                None => return Err(format!("unknown argument {other:?}")),
+            },
+        };
+        seconds = value
+            .parse()
+            .map_err(|_| format!("--seconds: {value:?} is not a number"))?;
+    }
+    Ok(seconds)
+}
+
+/// The YAML of a mesh of `n` policies: two mesh-wide ones in the root
+/// namespace, then namespaces of [`PER_NAMESPACE`] each — a namespace-wide
+/// DENY, and ALLOWs selecting one app each by label, with principals, ports
+/// and (for the L7 view) paths.
+fn mesh_yaml(n: usize) -> String {
+    let mut out = String::new();
+    let mut push = |name: &str, ns: &str, spec: &str| {
+        out.push_str(&format!(
+            "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n"
+        ));
+    };
+    push(
+        "mesh-deny-legacy",
+        ROOT,
+        "  action: DENY\n  rules:\n  - from: [{source: {namespaces: [legacy]}}]",
+    );
+    push(
+        "mesh-audit",
+        ROOT,
+        "  action: AUDIT\n  rules:\n  - to: [{operation: {ports: [\"9090\"]}}]",
+    );
+    for i in 2..n {
+        let ns = format!("ns-{}", i / PER_NAMESPACE);
+        let j = i % PER_NAMESPACE;
+        if j == 0 {
+            push(
+                &format!("deny-{i}"),
+                &ns,
+                "  action: DENY\n  rules:\n  - from: [{source: {notPrincipals: [\"cluster.local/*\"]}}]",
+            );
+        } else {
+            push(
+                &format!("allow-app-{j}"),
+                &ns,
+                &format!(
+                    "  selector: {{matchLabels: {{app: app-{j}}}}}\n  action: ALLOW\n  rules:\n  - from: [{{source: {{principals: [\"cluster.local/ns/{ns}/sa/client-{j}\"]}}}}]\n    to: [{{operation: {{ports: [\"8080\"], paths: [\"/api/*\"]}}}}]\n  - from: [{{source: {{namespaces: [\"{ns}\"]}}}}]\n    to: [{{operation: {{ports: [\"8080\"]}}}}]"
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// One mesh, its destination and request.
+struct Case {
+    set: PolicySet,
+    policies: Vec<appnet_policy::AuthorizationPolicy>,
+    dest: Destination,
+    req: Request,
+}
+
+impl Case {
+    fn new(n: usize) -> Self {
+        let policies = parse_policies(&mesh_yaml(n), "default")
+            .unwrap_or_else(|e| panic!("synthetic mesh of {n} policies must parse: {e}"));
+        assert_eq!(policies.len(), n.max(2), "mesh size");
+        // Destination: app-3 in the first namespace (present at every size).
+        let ns = "ns-0".to_string();
+        let dest = Destination {
+            namespace: ns.clone(),
+            attachment: Attachment::Workload {
+                labels: BTreeMap::from([
+                    ("app".to_string(), "app-3".to_string()),
+                    ("version".to_string(), "v1".to_string()),
+                ]),
+            },
+        };
+        let req = Request {
+            source_principal: Some(format!("cluster.local/ns/{ns}/sa/client-3")),
+            source_ip: "10.0.0.7".parse().ok(),
+            destination_ip: "10.0.1.9".parse().ok(),
+            destination_port: Some(8080),
+            http: Some(HttpAttributes {
+                method: Some("GET".into()),
+                path: Some("/api/items".into()),
+                host: Some("app-3.ns-0.svc.cluster.local".into()),
+                ..HttpAttributes::default()
+            }),
+            ..Request::default()
+        };
+        Self {
+            set: PolicySet::new(ROOT, policies.clone()),
+            policies,
+            dest,
+            req,
+        }
+    }
+
+    fn indexed(&self, view: View) -> bool {
+        self.set
+            .evaluate(&self.dest, &self.req, view, &NoExternalAuthorizer)
+            .allowed
+    }
+
+    fn naive(&self, view: View) -> bool {
+        reference::evaluate(
+            ROOT,
+            &self.policies,
+            &self.dest,
+            &self.req,
+            view,
+            &NoExternalAuthorizer,
+        )
+        .allowed
+    }
+
+    /// Both evaluators agree and the request is allowed by a rule match.
+    fn check(&self, view: View) {
+        let d = self
+            .set
+            .evaluate(&self.dest, &self.req, view, &NoExternalAuthorizer);
+        let naive = reference::evaluate(
+            ROOT,
+            &self.policies,
+            &self.dest,
+            &self.req,
+            view,
+            &NoExternalAuthorizer,
+        );
+        assert_eq!(
+            reference::Outcome::from(d.clone()),
+            naive,
+            "evaluators disagree"
+        );
+        assert!(
+            matches!(d.reason, Reason::Allowed(_)),
+            "the bench request must be allowed by a rule match, got {:?}",
+            d.reason
+        );
+    }
+}
+
+fn ns_per_op(cmp_side: &appnet_benches::Throughput) -> f64 {
+    cmp_side.mean().as_secs_f64() * 1e9
+}
+
+fn run(budget: &Budget) {
+    println!("1. AuthorizationPolicy decision latency (one destination, one request)");
+    let mut indexed_ns: BTreeMap<(usize, &str), f64> = BTreeMap::new();
+    for n in [10usize, 1_000, 10_000] {
+        let case = Case::new(n);
+        for (view, label) in [(View::L4, "L4"), (View::L7, "L7")] {
+            case.check(view);
+            let cmp: Comparison = compare::<Infallible>(
+                budget,
+                || {
+                    black_box(case.indexed(view));
+                    Ok(())
+                },
+                || {
+                    black_box(case.naive(view));
+                    Ok(())
+                },
+            )
+            .unwrap_or_else(|e| match e {});
+            let (ours, naive) = (ns_per_op(&cmp.ours), ns_per_op(&cmp.reference));
+            indexed_ns.insert((n, label), ours);
+            println!(
+                "  {n:>6} policies {label}: indexed {ours:>10.0} ns/decision   naive {naive:>12.0} ns/decision   naive/indexed {:>8.1}x",
+                naive / ours.max(f64::MIN_POSITIVE),
+            );
+        }
+    }
+    for label in ["L4", "L7"] {
+        let small = indexed_ns.get(&(10, label)).copied().unwrap_or(0.0);
+        let big = indexed_ns.get(&(10_000, label)).copied().unwrap_or(0.0);
+        let growth = big / small.max(f64::MIN_POSITIVE);
+        println!(
+            "  {label} indexed cost at 10,000 / at 10 policies: {growth:.2}x (goal <= 2.00x: {})",
+            if growth <= 2.0 { "met" } else { "NOT met" }
+        );
+    }
+    println!();
+}
+
+fn main() -> ExitCode {
+    let seconds = match parse_args(std::env::args().skip(1)) {
+        Ok(s) => s,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("policy_bench: {message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    let Some(budget) = Budget::from_secs_f64(seconds) else {
+        eprintln!("policy_bench: --seconds must be positive\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    println!(
+        "appnet policy bench: {:.2} s measured per path ({} interleaved rounds) after {:.2} s warm-up; single thread",
+        budget.measure.as_secs_f64(),
+        budget.rounds,
+        budget.warm_up.as_secs_f64(),
+    );
+    println!();
+    run(&budget);
+    ExitCode::SUCCESS
+}
