@@ -46,6 +46,35 @@ pub struct TokenBucket {
     last: Instant,
 }
 
+/// A bucket's level and debt at one instant, kept so that a permit can
+/// report them later without the lock (and without dividing on the hot
+/// path).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Snapshot {
+    level: u128,
+    debt: u128,
+}
+
+impl Snapshot {
+    /// Whole tokens available.
+    pub(crate) fn remaining(&self, period_nanos: u64) -> u64 {
+        u64::try_from(self.level / u128::from(period_nanos)).unwrap_or(u64::MAX)
+    }
+
+    /// How long until full, for a bucket of this shape.
+    pub(crate) fn until_full(&self, capacity: u64, period_nanos: u64) -> Duration {
+        let full = u128::from(capacity) * u128::from(period_nanos);
+        time_for(full - self.level.min(full) + self.debt, capacity)
+    }
+}
+
+/// The time `sub_units` take to refill at `capacity` sub-units per
+/// nanosecond, rounded up.
+fn time_for(sub_units: u128, capacity: u64) -> Duration {
+    let nanos = sub_units.div_ceil(u128::from(capacity));
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 /// Checks a bucket's shape, returning the period in nanoseconds.
 pub(crate) fn check_shape(
     limit: &str,
@@ -205,8 +234,8 @@ impl TokenBucket {
 
     /// Whole tokens available at `now`.
     pub fn available(&self, now: Instant) -> u64 {
-        let (level, _) = self.state_at(now);
-        self.whole_tokens(level)
+        let (level, debt) = self.state_at(now);
+        Snapshot { level, debt }.remaining(self.period_nanos)
     }
 
     /// Tokens owed at `now`, rounded up.
@@ -219,7 +248,7 @@ impl TokenBucket {
     /// How long until the bucket is full again (zero when it is).
     pub fn until_full(&self, now: Instant) -> Duration {
         let (level, debt) = self.state_at(now);
-        self.time_for(self.full() - level + debt)
+        Snapshot { level, debt }.until_full(self.capacity, self.period_nanos)
     }
 
     /// Whether the bucket is full and owes nothing at `now`: such a bucket is
@@ -229,14 +258,23 @@ impl TokenBucket {
         debt == 0 && level == self.full()
     }
 
-    fn whole_tokens(&self, sub_units: u128) -> u64 {
-        u64::try_from(sub_units / u128::from(self.period_nanos)).unwrap_or(u64::MAX)
+    /// Whether `n` tokens can be taken without refilling first (no division:
+    /// this is the admission hot path).
+    pub(crate) fn has(&self, n: u64) -> bool {
+        self.debt == 0 && self.level >= self.sub_units(n)
+    }
+
+    /// The level and debt as of the latest refill.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            level: self.level,
+            debt: self.debt,
+        }
     }
 
     /// The time `sub_units` take to refill.
     fn time_for(&self, sub_units: u128) -> Duration {
-        let nanos = sub_units.div_ceil(u128::from(self.capacity));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        time_for(sub_units, self.capacity)
     }
 
     /// Raw state for invariant checks: (level, debt, full) in sub-units.

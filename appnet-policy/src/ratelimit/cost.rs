@@ -86,6 +86,15 @@ impl CostWeights {
     }
 
     fn cost(&self, uncached: u64, cached: u64, output: u64) -> u64 {
+        // Realistic counts fit in u64; u128 division is a slow library call.
+        let small = uncached
+            .checked_mul(u64::from(self.input))
+            .zip(cached.checked_mul(u64::from(self.cached_input)))
+            .zip(output.checked_mul(u64::from(self.output)))
+            .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c));
+        if let Some(milli) = small {
+            return milli.div_ceil(1000);
+        }
         let milli = u128::from(uncached) * u128::from(self.input)
             + u128::from(cached) * u128::from(self.cached_input)
             + u128::from(output) * u128::from(self.output);
@@ -263,6 +272,9 @@ mod tests {
         );
         assert_eq!(w.usage_cost(Usage::new(2, 0).with_cached_input(9)), 1);
         assert_eq!(w.reservation_cost(10, 3), 22);
+        // Past u64 in thousandths, still exact (and saturating at the end).
+        assert_eq!(w.reservation_cost(u64::MAX / 2, 0), u64::MAX / 2);
+        assert_eq!(w.reservation_cost(0, u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::limiter::{LimitRequest, RateLimiter};
 use super::permit::Permit;
 
 /// Where an admitted request's usage is reported; found in the request's
-/// extensions. Clones share one slot; the latest record wins.
+/// extensions. Clones share one slot; the latest record wins. Record before
+/// the body yields its last frame: the permit is settled when it does.
 #[derive(Debug, Clone, Default)]
 pub struct UsageRecorder(Arc<Mutex<Option<Usage>>>);
 
@@ -127,6 +128,9 @@ impl<S, E> Layer<S> for RateLimitLayer<E> {
 /// Usage travels through the request's extensions rather than the response
 /// because the usage of a streamed completion is only known once its last
 /// chunk has gone by, long after the response head.
+///
+/// Readiness is the inner service's; a rejected request leaves the readiness
+/// it was granted unused (for the next call).
 ///
 /// # Example
 /// ```

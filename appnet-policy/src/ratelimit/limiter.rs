@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::bucket::{LimitUnit, TokenBucket, check_shape};
+use super::bucket::{LimitUnit, Snapshot, TokenBucket, check_shape};
 use super::cost::{CostModel, ModelAllowList};
 use super::error::{RateLimitError, RateLimited, SpecError};
 use super::keys::{KeyRef, KeyTable, SharedBucket, TableFull, lock};
@@ -265,7 +265,7 @@ enum Buckets {
 #[derive(Debug)]
 pub(super) struct Limit {
     pub(super) spec: LimitSpec,
-    period_nanos: u64,
+    pub(super) period_nanos: u64,
     buckets: Buckets,
     rejected: AtomicU64,
     shadow_rejected: AtomicU64,
@@ -411,6 +411,8 @@ impl RateLimiter {
     /// `estimated_input_tokens + max_output_tokens`, request limits one; a
     /// reservation larger than a limit's capacity is clamped to it. Settle
     /// the returned [`Permit`] with the actual usage when the response ends.
+    /// A zero estimate fits any bucket that is not in debt, so give an
+    /// honest one (a default `max_output_tokens` when the request has none).
     ///
     /// # Errors
     /// - [`RateLimitError::ModelNotAllowed`] when the allow-list says no (no
@@ -445,8 +447,7 @@ impl RateLimiter {
         }
 
         let mut amounts = [0u64; MAX_LIMITS];
-        let mut remaining = [0u64; MAX_LIMITS];
-        let mut reset = [Duration::ZERO; MAX_LIMITS];
+        let mut after = [Snapshot::default(); MAX_LIMITS];
         let mut shadow_limited = 0u32;
         {
             // Locks in configuration order: every reserve takes them in the
@@ -460,9 +461,9 @@ impl RateLimiter {
                 guard.refill(now);
                 let amount = limit.price(tokens).min(limit.spec.capacity);
                 amounts[i] = amount;
-                // `amount` is at most the capacity, so there is an answer.
-                let wait = guard.retry_after(amount, now).unwrap_or(Duration::MAX);
-                if !wait.is_zero() {
+                if !guard.has(amount) {
+                    // `amount` is at most the capacity, so there is an answer.
+                    let wait = guard.retry_after(amount, now).unwrap_or(Duration::MAX);
                     if limit.spec.shadow {
                         shadow_limited |= 1 << i;
                         limit.shadow_rejected.fetch_add(1, Ordering::Relaxed);
@@ -493,8 +494,7 @@ impl RateLimiter {
                     // Checked above under the same lock, so this succeeds.
                     let _taken = guard.try_take(amounts[i], now);
                 }
-                remaining[i] = guard.available(now);
-                reset[i] = guard.until_full(now);
+                after[i] = guard.snapshot();
             }
         }
 
@@ -505,8 +505,7 @@ impl RateLimiter {
                 *slot = Some(Held {
                     bucket: taken.then_some(bucket),
                     reserved: if taken { amounts[i] } else { 0 },
-                    remaining: remaining[i],
-                    reset: reset[i],
+                    after: after[i],
                 });
             }
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::bucket::LimitUnit;
+use super::bucket::{LimitUnit, Snapshot};
 use super::cost::{CostWeights, Usage};
 use super::error::ceil_secs;
 use super::keys::{SharedBucket, lock};
@@ -52,8 +52,8 @@ pub(super) struct Held {
     /// so nothing is settled.
     pub(super) bucket: Option<SharedBucket>,
     pub(super) reserved: u64,
-    pub(super) remaining: u64,
-    pub(super) reset: Duration,
+    /// The bucket right after the reservation.
+    pub(super) after: Snapshot,
 }
 
 /// An admitted request's reservations, to be settled with its actual usage.
@@ -109,8 +109,10 @@ impl Permit {
                     unit: limit.spec.unit,
                     shadow: limit.spec.shadow,
                     limit_value: limit.spec.capacity,
-                    remaining: held.remaining,
-                    reset: held.reset,
+                    remaining: held.after.remaining(limit.period_nanos),
+                    reset: held
+                        .after
+                        .until_full(limit.spec.capacity, limit.period_nanos),
                     reserved: held.reserved,
                 })
             })
