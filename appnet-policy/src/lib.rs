@@ -11,7 +11,13 @@
 //! - offers two views: [`View::L7`] (a waypoint sees HTTP) and [`View::L4`]
 //!   (a node proxy does not). At L4 an ALLOW rule that needs HTTP attributes
 //!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
-//!   on its L4 part alone — it never fails open.
+//!   on its L4 part alone — it never fails open;
+//! - rate-limits LLM traffic: token buckets with an injected [`Clock`],
+//!   several limits per request reserved all-or-nothing and settled with the
+//!   actual (per-model weighted) usage, a drop guard for cancelled streams,
+//!   per-principal model allow-lists, shadow mode and `429` metadata
+//!   ([`RateLimiter`]); the `tower` feature adds an HTTP middleware
+//!   (`RateLimit`).
 //!
 //! What it does not do yet: precompiled indexes (evaluation is a linear scan
 //! of the policies that attach to the destination), the `xds` conversions,
@@ -56,6 +62,7 @@ mod index;
 mod matching;
 mod model;
 mod parse;
+mod ratelimit;
 
 pub use eval::{
     Attachment, Claim, DEFAULT_ROOT_NAMESPACE, Decision, Destination, Diagnostic, DryRunOutcome,
@@ -67,3 +74,13 @@ pub use model::{
     Scope, ServiceAccountRef, Source, StringMatch, TargetRef,
 };
 pub use parse::{InvalidReason, MAX_INPUT_BYTES, PolicyError, parse_policies};
+pub use ratelimit::{
+    CancelPolicy, Clock, CostModel, CostWeights, LimitKey, LimitRequest, LimitSpec, LimitStats,
+    LimitUnit, LimiterStats, MAX_LIMITS, MAX_REFILL_PERIOD, ManualClock, ModelAllowList, Permit,
+    Quota, RateLimitError, RateLimited, RateLimiter, RateLimiterBuilder, SpecError, SystemClock,
+    TokenBucket, Usage,
+};
+#[cfg(feature = "tower")]
+pub use ratelimit::{
+    RateLimit, RateLimitBody, RateLimitLayer, RateLimitResponseFuture, UsageRecorder,
+};
