@@ -23,6 +23,7 @@ fn policy_bench_prints_every_figure() {
         }
     }
     assert_eq!(stdout.matches("indexed cost at 10,000 / at 10").count(), 2);
+    assert!(stdout.contains("reserve+settle:"), "{stdout}");
 }
 
 #[test]

@@ -17,6 +17,11 @@
 //! Before timing, every mesh is checked: both evaluators must agree on the
 //! decision, and the request must be allowed by a selector policy (so the
 //! timed work includes a real rule match, not an early exit).
+//!
+//! Figure 2 times one rate-limit reservation plus its settlement
+//! (`RateLimiter::reserve` → `Permit::settle`) with three limits per request
+//! (global requests, per-principal tokens, per-principal-and-model tokens)
+//! over 1,000 principals, single thread.
 
 #[path = "../../../appnet-policy/tests/reference/mod.rs"]
 mod reference;
@@ -27,9 +32,12 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 use appnet_benches::{Budget, Comparison, compare};
+use std::time::Duration;
+
 use appnet_policy::{
-    Attachment, Destination, HttpAttributes, NoExternalAuthorizer, PolicySet, Reason, Request,
-    View, parse_policies,
+    Attachment, CostModel, CostWeights, Destination, HttpAttributes, LimitKey, LimitRequest,
+    LimitSpec, LimitUnit, ManualClock, NoExternalAuthorizer, PolicySet, RateLimiter, Reason,
+    Request, Usage, View, parse_policies,
 };
 
 const USAGE: &str = "usage: policy_bench [--seconds S]
@@ -234,6 +242,71 @@ fn run(budget: &Budget) {
     println!();
 }
 
+fn rate_limits(budget: &Budget) {
+    println!("2. Rate limits: reserve + settle (3 limits per request, 1,000 principals)");
+    let clock = ManualClock::new();
+    let big = 1 << 50;
+    let hour = Duration::from_secs(3600);
+    let limiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .limit(LimitSpec::new(
+            "global-rps",
+            LimitUnit::Requests,
+            big,
+            hour,
+            LimitKey::Global,
+        ))
+        .limit(LimitSpec::new(
+            "tokens-per-principal",
+            LimitUnit::Tokens,
+            big,
+            hour,
+            LimitKey::PerPrincipal,
+        ))
+        .limit(LimitSpec::new(
+            "tokens-per-principal-model",
+            LimitUnit::Tokens,
+            big,
+            hour,
+            LimitKey::PerPrincipalModel,
+        ))
+        .cost_model(CostModel::new(CostWeights::per_mille(1000, 100, 4000)))
+        .build()
+        .unwrap_or_else(|e| panic!("bench limiter must build: {e}"));
+    let principals: Vec<String> = (0..1000)
+        .map(|i| format!("cluster.local/ns/team-{}/sa/app-{i}", i % 10))
+        .collect();
+    let mut i = 0usize;
+    let now = appnet_policy::Clock::now(&clock);
+    let mut op = || -> Result<(), appnet_policy::RateLimitError> {
+        let principal = &principals[i % principals.len()];
+        i = i.wrapping_add(1);
+        let req = LimitRequest::new(principal.as_str(), "gpt-4o").with_tokens(500, 1000);
+        let permit = limiter.reserve(&req, now)?;
+        permit.settle(
+            Usage {
+                input: 500,
+                cached_input: 100,
+                output: 700,
+            },
+            now,
+        );
+        Ok(())
+    };
+    appnet_benches::run_for(budget.warm_up, &mut op)
+        .unwrap_or_else(|e| panic!("bench limits never reject: {e}"));
+    let t = appnet_benches::run_for(budget.measure, &mut op)
+        .unwrap_or_else(|e| panic!("bench limits never reject: {e}"));
+    println!(
+        "  reserve+settle: {:>10.0} ops/s  ({:.0} ns/op, {} ops in {:.2} s)",
+        t.per_second(),
+        ns_per_op(&t),
+        t.ops,
+        t.elapsed.as_secs_f64()
+    );
+    println!();
+}
+
 fn main() -> ExitCode {
     let seconds = match parse_args(std::env::args().skip(1)) {
         Ok(s) => s,
@@ -261,5 +334,6 @@ fn main() -> ExitCode {
     );
     println!();
     run(&budget);
+    rate_limits(&budget);
     ExitCode::SUCCESS
 }
