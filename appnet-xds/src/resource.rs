@@ -210,12 +210,16 @@ pub fn decode_wire<R: Resource>(
 /// the bad field.
 pub fn validate<R: Resource>(wire: R::Wire) -> Result<R, ResourceError> {
     let name = R::wire_name(&wire);
-    R::from_wire(wire).map_err(|e| ResourceError::Invalid {
+    R::from_wire(wire).map_err(|e| invalid::<R>(name, e))
+}
+
+fn invalid<R: Resource>(resource: Option<String>, e: ValidationError) -> ResourceError {
+    ResourceError::Invalid {
         type_url: R::TYPE_URL,
-        resource: name,
+        resource,
         field: e.field,
         violation: e.violation,
-    })
+    }
 }
 
 /// Decodes and validates an `Any` with the default [`DecodeLimits`].
@@ -234,7 +238,15 @@ pub fn decode_any_with<R: Resource>(
     any: &impl AnyMessage,
     limits: &DecodeLimits,
 ) -> Result<R, ResourceError> {
-    validate(decode_wire::<R>(any, limits)?)
+    let wire = decode_wire::<R>(any, limits)?;
+    R::from_wire(wire).map_err(|e| {
+        // Validation consumed the message; decode it again to name the
+        // resource, so the common (valid) path never copies the name.
+        let name = R::Wire::decode(any.value())
+            .ok()
+            .and_then(|w| R::wire_name(&w));
+        invalid::<R>(name, e)
+    })
 }
 
 /// Encodes a resource as a [`prost_types::Any`] under its type URL.

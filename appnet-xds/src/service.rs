@@ -114,13 +114,15 @@ impl TryFrom<pb::LoadBalancing> for LoadBalancing {
             .iter()
             .enumerate()
             .map(|(i, &scope)| {
-                let field = format!("routing_preference[{i}]");
-                match enumeration(&field, scope)? {
-                    LoadBalancingScope::UnspecifiedScope => {
-                        Err(ValidationError::new(field, Violation::Unspecified))
-                    }
-                    known => Ok(known),
-                }
+                let violation = match LoadBalancingScope::try_from(scope) {
+                    Ok(LoadBalancingScope::UnspecifiedScope) => Violation::Unspecified,
+                    Ok(known) => return Ok(known),
+                    Err(e) => Violation::UnknownEnum(e.0),
+                };
+                Err(ValidationError::new(
+                    format!("routing_preference[{i}]"),
+                    violation,
+                ))
             })
             .collect::<Validated<_>>()?;
         Ok(Self {

@@ -115,7 +115,10 @@ pub(crate) fn ports(field: &str, values: &[u32]) -> Validated<Vec<u16>> {
     values
         .iter()
         .enumerate()
-        .map(|(i, &p)| port(format!("{field}[{i}]"), p))
+        .map(|(i, &p)| {
+            u16::try_from(p)
+                .map_err(|_| ValidationError::new(format!("{field}[{i}]"), Violation::Port(p)))
+        })
         .collect()
 }
 
