@@ -29,7 +29,8 @@ pub trait Resource: Sized {
     type Wire: Message + prost::Name + Default;
 
     /// The type URL the resource travels under, e.g.
-    /// `type.googleapis.com/istio.workload.Address`.
+    /// `type.googleapis.com/istio.workload.Address`; the same string as
+    /// `<Self::Wire as prost::Name>::type_url()`.
     const TYPE_URL: &'static str;
 
     /// The resource's xDS name (what subscriptions and removals refer to).
@@ -175,6 +176,10 @@ fn same_type(actual: &str, expected: &str) -> bool {
 }
 
 /// Phase 1: checks the type URL and size, then decodes the wire message.
+///
+/// As `Any` prescribes, only the type name after the last `/` of the type
+/// URL is compared, so `example.com/istio.workload.Address` is accepted for
+/// [`Address`](crate::Address); a URL without a `/` never is.
 ///
 /// # Errors
 /// [`ResourceError::WrongTypeUrl`], [`ResourceError::TooLarge`] or
