@@ -1,3 +1,91 @@
-//! **Not built yet.** This crate is a placeholder in the appnet workspace so
-//! that the dependency graph in `DESIGN.md` exists from day one; it exports
-//! nothing and claims nothing. See the project README for what works today.
+//! xDS resources for sidecar-less meshes: Envoy xDS v3 and Istio's workload
+//! discovery API, as wire messages and as validated domain types.
+//!
+//! What this crate does:
+//! - the wire messages ([`wire`]): Istio's `istio.workload` and
+//!   `istio.security` packages, generated at build time from this crate's
+//!   own `.proto` files (wire-compatible with Istio's; no `protoc` needed),
+//!   and Envoy's xDS v3 API (clusters, endpoints, listeners, routes, secrets,
+//!   the ADS and delta discovery services) re-exported from `envoy-types`;
+//! - the [`Resource`] abstraction: a type URL, a name, and decoding from a
+//!   `google.protobuf.Any` in two phases, [`decode_wire`] (type URL, size
+//!   bound, protobuf) then [`validate`] (wire → domain through `TryFrom`),
+//!   both in [`decode_any`]; [`encode_any`] goes back;
+//! - validated domain types: [`Address`] (a [`Workload`] or a [`Service`]),
+//!   [`Authorization`], and thin wrappers over Envoy's [`Cluster`],
+//!   [`ClusterLoadAssignment`], [`Listener`], [`RouteConfiguration`] and
+//!   [`Secret`].
+//!
+//! Bad input never panics: a wrong type URL, an oversized payload, bytes
+//! that are not protobuf and a field that breaks a rule each give a
+//! [`ResourceError`]; the last one names the resource and the field path,
+//! e.g. `workload.addresses[1]: 5 bytes is not an IPv4 or IPv6 address`,
+//! ready to send back as a NACK.
+//!
+//! What it does not do (yet): the xDS protocol state machine (SotW and delta
+//! subscriptions, ACK/NACK bookkeeping), a server snapshot cache or a
+//! client; deep validation of Envoy resources (Envoy checks those itself).
+//!
+//! # Features
+//! None yet: the wire types and resources are always built.
+//!
+//! # Example: decode an `Any` into a validated `Address`
+//! ```
+//! use appnet_xds::{Address, Resource, ResourceError, Workload, decode_any, encode_any};
+//!
+//! // What a control plane sends: an Address resource in an Any.
+//! let any = encode_any(&Address::from(Workload {
+//!     uid: "cluster1//Pod/default/web-0".into(),
+//!     namespace: "default".into(),
+//!     addresses: vec!["10.0.0.7".parse()?],
+//!     ..Default::default()
+//! }));
+//! assert_eq!(any.type_url, "type.googleapis.com/istio.workload.Address");
+//!
+//! // What a node proxy does with it.
+//! let address: Address = decode_any(&any)?;
+//! assert_eq!(address.name(), "cluster1//Pod/default/web-0");
+//! let Address::Workload(workload) = address else { unreachable!() };
+//! assert_eq!(workload.addresses[0].to_string(), "10.0.0.7");
+//!
+//! // A type mismatch is an error, not a panic.
+//! let err = decode_any::<appnet_xds::Authorization>(&any).unwrap_err();
+//! assert!(matches!(err, ResourceError::WrongTypeUrl { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod address;
+mod authorization;
+mod envoy;
+mod resource;
+mod service;
+mod validation;
+mod workload;
+
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod wire;
+
+pub use address::Address;
+pub use authorization::{
+    Authorization, AuthorizationAction, AuthorizationScope, Clause, Match, Rule,
+    ServiceAccountMatch, StringMatch,
+};
+pub use envoy::{Cluster, ClusterLoadAssignment, Listener, RouteConfiguration, Secret};
+pub use resource::{
+    AnyMessage, DEFAULT_MAX_RESOURCE_BYTES, DecodeLimits, Resource, ResourceError, decode_any,
+    decode_any_with, decode_wire, encode_any, encode_any_as, validate,
+};
+pub use service::{
+    DnsConnectStrategy, HealthPolicy, IpFamilies, LoadBalancing, LoadBalancingMode,
+    LoadBalancingScope, Service,
+};
+pub use validation::{ValidationError, Violation};
+pub use workload::{
+    ApplicationTunnel, ApplicationTunnelProtocol, Extension, GatewayAddress, GatewayDestination,
+    Locality, NamespacedHostname, NetworkAddress, NetworkMode, Port, TunnelProtocol, Workload,
+    WorkloadStatus, WorkloadType,
+};
+
+/// Re-exported: the CIDR type of [`Match`]'s address ranges.
+pub use ipnet::IpNet;

@@ -19,6 +19,9 @@
 //! 3. [`HandshakeBench`]: in-memory mutual TLS 1.3 handshakes, the
 //!    `appnet_identity::tls` configs vs plain rustls WebPKI configs.
 //!
+//! And for appnet-xds (the `xds_bench` binary), [`XdsBench`]: encode and
+//! decode + validate throughput of batches of WDS `Address` resources.
+//!
 //! ```no_run
 //! use std::time::{Duration, SystemTime};
 //! use appnet_benches::{Budget, IssueBench, compare};
@@ -40,11 +43,13 @@ mod issue;
 mod measure;
 mod pki;
 mod verify;
+mod xds;
 
 pub use handshake::{Established, HandshakeBench, SERVER_NAME, TlsPair};
 pub use issue::IssueBench;
 pub use measure::{Budget, Comparison, Throughput, compare, run_for};
 pub use verify::VerifyBench;
+pub use xds::{Batch, XdsBench};
 
 use appnet_identity::{CaError, SpiffeId, SpiffeIdError, SvidError};
 
@@ -98,6 +103,9 @@ pub enum BenchError {
         /// What the peer certificate held, if it held a SPIFFE ID.
         seen: Option<SpiffeId>,
     },
+    /// appnet-xds refused a resource it had encoded itself.
+    #[error("xDS resource: {0}")]
+    Xds(#[from] appnet_xds::ResourceError),
     /// The plain client saw another server certificate than the one set up.
     #[error("the plain client saw another server certificate than server.test's")]
     WrongServerCertificate,
