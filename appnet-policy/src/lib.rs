@@ -13,10 +13,18 @@
 //!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
 //!   on its L4 part alone — it never fails open.
 //!
-//! What it does not do yet: precompiled indexes (evaluation is a linear scan
-//! of the policies that attach to the destination), the `xds` conversions,
-//! HTTPRoute routing, fault injection and rate limits. It has no tokio and no
-//! sockets: evaluation is a pure function.
+//! - parses Gateway API `HTTPRoute` YAML ([`parse_http_routes`]) and routes
+//!   requests with a precompiled [`Router`]: hostname and path indexes,
+//!   Gateway API precedence, header modifiers, redirects, rewrites, mirrors
+//!   and weighted backends ([`Router::route`]);
+//! - parses and samples Istio fault injection ([`FaultInjection`]);
+//! - takes every random choice from an injected [`Random`]
+//!   ([`SeededRandom`] makes tests deterministic).
+//!
+//! What it does not do yet: precompiled authorization indexes (evaluation
+//! is a linear scan of the policies that attach to the destination), the
+//! `xds` conversions and rate limits. It has no tokio and no sockets:
+//! evaluation and routing are pure functions.
 //!
 //! # Example
 //! ```
@@ -51,17 +59,41 @@
 //! # Ok::<(), appnet_policy::PolicyError>(())
 //! ```
 
+mod duration;
 mod eval;
+mod fault;
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry points for the fuzz targets in `fuzz/`. Not part of the stable
+    //! API.
+    pub use crate::fuzzing_route::route_match;
+}
+mod fuzzing_route;
 mod model;
 mod parse;
+mod random;
+mod route;
 
 pub use eval::{
     Attachment, Claim, DEFAULT_ROOT_NAMESPACE, Decision, Destination, Diagnostic, DryRunOutcome,
     ExternalAuthorizer, HttpAttributes, NoExternalAuthorizer, PolicySet, Reason, Request,
     RequestAuth, RuleMatch, View,
 };
+pub use fault::{
+    AbortFault, AbortStatus, DelayFault, FaultError, FaultInjection, FaultInvalid, FaultOutcome,
+    GrpcCode,
+};
 pub use model::{
     Action, AuthorizationPolicy, Condition, ConditionKey, ConditionValues, Field, Operation, Rule,
     Scope, ServiceAccountRef, Source, StringMatch, TargetRef,
 };
 pub use parse::{InvalidReason, MAX_INPUT_BYTES, PolicyError, parse_policies};
+pub use random::{Percentage, Random, SeededRandom};
+pub use route::{
+    BackendRef, DirectReason, DirectResponse, Forward, Fraction, HeaderMatch, HeaderModifier,
+    HttpBackendRef, HttpRoute, MAX_REGEX_LEN, Method, ParentRef, PathMatch, PathModifier,
+    QueryParamMatch, REGEX_DFA_SIZE_LIMIT, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT, Redirect,
+    RegexError, RegexMatch, RequestMirror, RequestRedirect, RouteError, RouteFilter, RouteInvalid,
+    RouteMatch, RouteOutcome, RouteRequest, RouteRule, RouteTimeouts, Router, UrlRewrite,
+    ValueMatch, parse_http_routes,
+};

@@ -1,0 +1,688 @@
+//! The precompiled router: hostname groups, each indexed by path, with
+//! candidates pre-sorted by precedence so the first that matches wins.
+//!
+//! # Precedence
+//! For a request host `h` the groups are tried in this order: routes naming
+//! `h` exactly, then routes with a wildcard matching `h` from the longest
+//! suffix to the shortest, then routes with no hostnames. Within a group:
+//! Exact path, then PathPrefix by length (longest first), then
+//! RegularExpression (implementation-specific in Gateway API; here after
+//! every prefix, longer expressions first, as Istio orders them); then a
+//! method condition, more header conditions, more query conditions; then
+//! the oldest route (routes without a timestamp after those with one),
+//! `namespace/name` alphabetically, position in the router's input, rule
+//! order and match order. Each (route, rule, match) is one candidate.
+//!
+//! Lookups are by hash: the exact path, then each segment prefix of the
+//! request path from the longest, so the cost depends on the request and on
+//! the candidates that share its host and path, not on the number of routes.
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use super::filters::{location, modify_path, split_host_port};
+use super::model::{
+    BackendRef, HeaderModifier, HttpBackendRef, HttpRoute, Method, PathMatch, RegexMatch,
+    RequestMirror, RouteFilter, RouteRule, ValueMatch,
+};
+use crate::random::Random;
+
+/// The parts of an HTTP request routing looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteRequest {
+    /// `http` or `https` (empty means `http`); used for redirects.
+    pub scheme: String,
+    /// The `Host` (or `:authority`); a `:port` is ignored for matching and
+    /// case does not matter.
+    pub host: String,
+    /// The method, e.g. `GET` (matched case-sensitively).
+    pub method: String,
+    /// The path, optionally with `?query`, as received (not normalised).
+    pub path: String,
+    /// Request headers; names are compared case-insensitively, and a header
+    /// condition holds when any value of the header satisfies it.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteOutcome<'r> {
+    /// Forward to a backend.
+    Forward(Forward<'r>),
+    /// Answer with a redirect.
+    Redirect(Redirect<'r>),
+    /// Answer directly with an error status.
+    Direct(DirectResponse<'r>),
+}
+
+impl RouteOutcome<'_> {
+    /// The status the proxy answers with itself (redirects and direct
+    /// responses); `None` when the request is forwarded.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Forward(_) => None,
+            Self::Redirect(r) => Some(r.status),
+            Self::Direct(d) => Some(d.status),
+        }
+    }
+
+    /// `namespace/name` of the route that matched, if one did.
+    pub fn route_key(&self) -> Option<&str> {
+        match self {
+            Self::Forward(f) => Some(f.route_key),
+            Self::Redirect(r) => Some(r.route_key),
+            Self::Direct(d) => d.route_key,
+        }
+    }
+}
+
+/// A request to forward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward<'r> {
+    /// The matched route.
+    pub route: &'r HttpRoute,
+    /// Its `namespace/name`.
+    pub route_key: &'r str,
+    /// Index of the matched rule in the route.
+    pub rule_index: usize,
+    /// The matched rule (its `timeouts` apply).
+    pub rule: &'r RouteRule,
+    /// Index of the chosen backend in the rule.
+    pub backend_index: usize,
+    /// The chosen backend.
+    pub backend: &'r HttpBackendRef,
+    /// The new `Host`, when a URLRewrite sets one.
+    pub host: Option<String>,
+    /// The new path (with the original query), when a URLRewrite changes it.
+    pub path: Option<String>,
+    /// Mirrors to send a copy to (already sampled, valid backends only);
+    /// their responses are ignored.
+    pub mirrors: Vec<&'r RequestMirror>,
+}
+
+impl<'r> Forward<'r> {
+    /// Request header modifiers to apply: the rule's, then the backend's.
+    pub fn request_header_modifiers(&self) -> impl Iterator<Item = &'r HeaderModifier> + 'r {
+        let (rule, backend) = (self.rule, self.backend);
+        rule.filters
+            .iter()
+            .chain(&backend.filters)
+            .filter_map(|f| match f {
+                RouteFilter::RequestHeaderModifier(m) => Some(m),
+                _ => None,
+            })
+    }
+
+    /// Response header modifiers to apply: the rule's, then the backend's.
+    pub fn response_header_modifiers(&self) -> impl Iterator<Item = &'r HeaderModifier> + 'r {
+        let (rule, backend) = (self.rule, self.backend);
+        rule.filters
+            .iter()
+            .chain(&backend.filters)
+            .filter_map(|f| match f {
+                RouteFilter::ResponseHeaderModifier(m) => Some(m),
+                _ => None,
+            })
+    }
+
+    /// Applies every request header modifier to `headers`.
+    pub fn apply_request_headers(&self, headers: &mut Vec<(String, String)>) {
+        for m in self.request_header_modifiers() {
+            m.apply(headers);
+        }
+    }
+
+    /// Applies every response header modifier to `headers`.
+    pub fn apply_response_headers(&self, headers: &mut Vec<(String, String)>) {
+        for m in self.response_header_modifiers() {
+            m.apply(headers);
+        }
+    }
+}
+
+/// A redirect to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect<'r> {
+    /// `namespace/name` of the matched route.
+    pub route_key: &'r str,
+    /// Index of the matched rule.
+    pub rule_index: usize,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+    /// The `Location` header.
+    pub location: String,
+}
+
+/// An error status the proxy answers with itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse<'r> {
+    /// 404 or 500.
+    pub status: u16,
+    /// Why.
+    pub reason: DirectReason,
+    /// The matched route, for 500s.
+    pub route_key: Option<&'r str>,
+    /// The matched rule, for 500s.
+    pub rule_index: Option<usize>,
+}
+
+/// Why the proxy answers directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DirectReason {
+    /// No rule matches the request (404).
+    NoMatch,
+    /// The rule has no backends, or every weight is 0 (500).
+    NoBackend,
+    /// The weighted draw chose an invalid backend (500 for its share).
+    InvalidBackend,
+}
+
+/// The per-rule data the router precomputes.
+#[derive(Debug)]
+struct CompiledRule {
+    route: usize,
+    rule: usize,
+    /// Running weight totals: backend `i` owns draws in
+    /// `[cumulative[i-1], cumulative[i])`.
+    cumulative: Vec<u64>,
+    backend_valid: Vec<bool>,
+    /// The redirect filter, if any (index into the rule's filters).
+    redirect: Option<usize>,
+    /// The rewrite filter, if any.
+    rewrite: Option<usize>,
+    /// Valid mirror filters of the rule.
+    mirrors: Vec<usize>,
+    /// Valid mirror filters of each backend.
+    backend_mirrors: Vec<Vec<usize>>,
+}
+
+/// One (route, rule, match) with its non-path conditions.
+#[derive(Debug)]
+struct Candidate {
+    rule: usize,
+    /// The matched PathPrefix without trailing `/`s, for ReplacePrefixMatch.
+    prefix: Option<Box<str>>,
+    regex: Option<RegexMatch>,
+    method: Option<Method>,
+    headers: Box<[(Box<str>, ValueMatch)]>,
+    query: Box<[(Box<str>, ValueMatch)]>,
+}
+
+impl Candidate {
+    fn conditions_hold(&self, req: &RouteRequest, query: Option<&str>) -> bool {
+        if self.method.is_some_and(|m| req.method != m.as_str()) {
+            return false;
+        }
+        for (name, value) in self.headers.iter() {
+            let found = req
+                .headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case(name) && value.matches(v));
+            if !found {
+                return false;
+            }
+        }
+        for (name, value) in self.query.iter() {
+            match query.and_then(|q| first_query_value(q, name)) {
+                Some(v) if value.matches(v) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The value of the first `name=value` (or bare `name`) pair, undecoded.
+fn first_query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (n == name).then_some(v)
+    })
+}
+
+/// Candidates of one hostname group, indexed by path.
+#[derive(Debug, Default)]
+struct PathIndex {
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Keyed by the prefix without trailing `/`s (`/` is the empty key).
+    prefix: HashMap<Box<str>, Vec<usize>>,
+    regex: Vec<usize>,
+}
+
+impl PathIndex {
+    fn insert(&mut self, path: &PathMatch, id: usize) {
+        match path {
+            PathMatch::Exact(p) => self.exact.entry(p.as_str().into()).or_default().push(id),
+            PathMatch::PathPrefix(p) => self
+                .prefix
+                .entry(p.trim_end_matches('/').into())
+                .or_default()
+                .push(id),
+            PathMatch::RegularExpression(_) => self.regex.push(id),
+        }
+    }
+
+    fn sort(&mut self, key: &impl Fn(&usize) -> SortKey) {
+        for ids in self.exact.values_mut().chain(self.prefix.values_mut()) {
+            ids.sort_by_cached_key(key);
+        }
+        self.regex.sort_by_cached_key(key);
+    }
+
+    fn find(
+        &self,
+        cands: &[Candidate],
+        req: &RouteRequest,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<usize> {
+        let first = |ids: &[usize]| {
+            ids.iter()
+                .copied()
+                .find(|&id| cands[id].conditions_hold(req, query))
+        };
+        if let Some(id) = self.exact.get(path).and_then(|ids| first(ids)) {
+            return Some(id);
+        }
+        if !self.prefix.is_empty() {
+            // The whole path, then every prefix ending before a '/', longest
+            // first: exactly the PathPrefix values that match, by length.
+            let cuts = std::iter::once(path.len()).chain(
+                path.bytes()
+                    .enumerate()
+                    .rev()
+                    .filter(|(_, b)| *b == b'/')
+                    .map(|(i, _)| i),
+            );
+            for cut in cuts {
+                if let Some(id) = self.prefix.get(&path[..cut]).and_then(|ids| first(ids)) {
+                    return Some(id);
+                }
+            }
+        }
+        self.regex.iter().copied().find(|&id| {
+            let c = &cands[id];
+            c.regex.as_ref().is_some_and(|r| r.is_match(path)) && c.conditions_hold(req, query)
+        })
+    }
+}
+
+/// Everything after the path kind that orders candidates in one bucket.
+type SortKey = (
+    Reverse<usize>,
+    Reverse<bool>,
+    Reverse<usize>,
+    Reverse<usize>,
+    (bool, Option<SystemTime>),
+    String,
+    usize,
+    usize,
+    usize,
+);
+
+/// HTTPRoutes compiled for matching. Build once per configuration change,
+/// share, and call [`route`](Router::route) per request.
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<HttpRoute>,
+    keys: Vec<String>,
+    rules: Vec<CompiledRule>,
+    candidates: Vec<Candidate>,
+    exact_hosts: HashMap<Box<str>, PathIndex>,
+    /// Keyed by the suffix after `*.`.
+    wildcard_hosts: HashMap<Box<str>, PathIndex>,
+    any_host: PathIndex,
+}
+
+/// The backends [`Router::new`] can send to: a core `Service` with a port,
+/// an Istio `networking.istio.io/Hostname` and a
+/// `multicluster.x-k8s.io/ServiceImport`.
+fn supported_backend(_route: &HttpRoute, b: &BackendRef) -> bool {
+    match (b.group.as_str(), b.kind.as_str()) {
+        ("", "Service") => b.port.is_some(),
+        ("networking.istio.io", "Hostname") | ("multicluster.x-k8s.io", "ServiceImport") => true,
+        _ => false,
+    }
+}
+
+impl Router {
+    /// Compiles `routes`, treating backends of unsupported kinds as invalid
+    /// (their share of traffic gets a 500, mirrors to them are dropped).
+    pub fn new(routes: Vec<HttpRoute>) -> Self {
+        Self::with_backend_check(routes, supported_backend)
+    }
+
+    /// Compiles `routes`, asking `valid` about every backend and mirror
+    /// reference (e.g. whether the Service exists or a ReferenceGrant allows
+    /// a cross-namespace reference). An invalid backend's share of traffic
+    /// gets a 500; an invalid mirror is dropped.
+    pub fn with_backend_check(
+        routes: Vec<HttpRoute>,
+        valid: impl Fn(&HttpRoute, &BackendRef) -> bool,
+    ) -> Self {
+        let keys: Vec<String> = routes.iter().map(HttpRoute::key).collect();
+        let mut rules = Vec::new();
+        let mut candidates = Vec::new();
+        let mut exact_hosts: HashMap<Box<str>, PathIndex> = HashMap::new();
+        let mut wildcard_hosts: HashMap<Box<str>, PathIndex> = HashMap::new();
+        let mut any_host = PathIndex::default();
+        // For sorting: (route, rule, match) of each candidate.
+        let mut origin = Vec::new();
+        for (ri, route) in routes.iter().enumerate() {
+            let first_candidate = candidates.len();
+            for (ui, rule) in route.rules.iter().enumerate() {
+                let rule_id = rules.len();
+                rules.push(compile_rule(route, ri, ui, rule, &valid));
+                for (mi, m) in rule.matches.iter().enumerate() {
+                    origin.push((ri, ui, mi));
+                    candidates.push(Candidate {
+                        rule: rule_id,
+                        prefix: match &m.path {
+                            PathMatch::PathPrefix(p) => Some(p.trim_end_matches('/').into()),
+                            _ => None,
+                        },
+                        regex: match &m.path {
+                            PathMatch::RegularExpression(r) => Some(r.clone()),
+                            _ => None,
+                        },
+                        method: m.method,
+                        headers: m
+                            .headers
+                            .iter()
+                            .map(|h| (h.name.to_ascii_lowercase().into(), h.value.clone()))
+                            .collect(),
+                        query: m
+                            .query_params
+                            .iter()
+                            .map(|q| (q.name.as_str().into(), q.value.clone()))
+                            .collect(),
+                    });
+                }
+            }
+            if route.hostnames.is_empty() {
+                insert_route(&mut any_host, route, first_candidate);
+            }
+            // Each group at most once per route, even if names repeat.
+            let mut exact_names: Vec<String> = Vec::new();
+            let mut wildcard_names: Vec<String> = Vec::new();
+            for h in &route.hostnames {
+                let h = h.to_ascii_lowercase();
+                match h.strip_prefix("*.") {
+                    Some(suffix) if !wildcard_names.iter().any(|w| w == suffix) => {
+                        wildcard_names.push(suffix.to_owned());
+                    }
+                    None if !exact_names.contains(&h) => exact_names.push(h),
+                    _ => {}
+                }
+            }
+            for h in exact_names {
+                let index = exact_hosts.entry(h.into()).or_default();
+                insert_route(index, route, first_candidate);
+            }
+            for h in wildcard_names {
+                let index = wildcard_hosts.entry(h.into()).or_default();
+                insert_route(index, route, first_candidate);
+            }
+        }
+        let key = |&id: &usize| -> SortKey {
+            let (ri, ui, mi) = origin[id];
+            let route = &routes[ri];
+            let m = &route.rules[ui].matches[mi];
+            let path_len = match &m.path {
+                PathMatch::Exact(p) | PathMatch::PathPrefix(p) => p.len(),
+                PathMatch::RegularExpression(r) => r.as_str().len(),
+            };
+            (
+                Reverse(path_len),
+                Reverse(m.method.is_some()),
+                Reverse(m.headers.len()),
+                Reverse(m.query_params.len()),
+                (route.creation_timestamp.is_none(), route.creation_timestamp),
+                keys[ri].clone(),
+                ri,
+                ui,
+                mi,
+            )
+        };
+        for index in exact_hosts
+            .values_mut()
+            .chain(wildcard_hosts.values_mut())
+            .chain(std::iter::once(&mut any_host))
+        {
+            index.sort(&key);
+        }
+        Self {
+            routes,
+            keys,
+            rules,
+            candidates,
+            exact_hosts,
+            wildcard_hosts,
+            any_host,
+        }
+    }
+
+    /// The routes this router was built from, in input order.
+    pub fn routes(&self) -> &[HttpRoute] {
+        &self.routes
+    }
+
+    /// Routes one request: finds the first candidate by precedence (see the
+    /// module doc), then answers the rule's redirect, or picks a backend by
+    /// weight (one [`Random::below`] draw when the rule has two or more
+    /// backends), applies the URL rewrite and samples each valid mirror (one
+    /// draw per mirror whose fraction is strictly between 0 and 1), in
+    /// filter order, rule filters before backend filters.
+    pub fn route<'r>(&'r self, req: &RouteRequest, rng: &mut dyn Random) -> RouteOutcome<'r> {
+        let (host, _) = split_host_port(&req.host);
+        let host: Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        let (path, query) = match req.path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (req.path.as_str(), None),
+        };
+        match self.find(&host, req, path, query) {
+            Some(id) => self.outcome(id, req, path, query, rng),
+            None => RouteOutcome::Direct(DirectResponse {
+                status: 404,
+                reason: DirectReason::NoMatch,
+                route_key: None,
+                rule_index: None,
+            }),
+        }
+    }
+
+    fn find(
+        &self,
+        host: &str,
+        req: &RouteRequest,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<usize> {
+        let cands = &self.candidates;
+        if let Some(id) = self
+            .exact_hosts
+            .get(host)
+            .and_then(|ix| ix.find(cands, req, path, query))
+        {
+            return Some(id);
+        }
+        if !self.wildcard_hosts.is_empty() {
+            // `*.example.com` matches one or more labels before
+            // `example.com`; trying suffixes left to right is longest first.
+            for (i, b) in host.bytes().enumerate() {
+                if b != b'.' || i == 0 {
+                    continue;
+                }
+                if let Some(id) = self
+                    .wildcard_hosts
+                    .get(&host[i + 1..])
+                    .and_then(|ix| ix.find(cands, req, path, query))
+                {
+                    return Some(id);
+                }
+            }
+        }
+        self.any_host.find(cands, req, path, query)
+    }
+
+    fn outcome<'r>(
+        &'r self,
+        id: usize,
+        req: &RouteRequest,
+        path: &str,
+        query: Option<&str>,
+        rng: &mut dyn Random,
+    ) -> RouteOutcome<'r> {
+        let cand = &self.candidates[id];
+        let cr = &self.rules[cand.rule];
+        let route = &self.routes[cr.route];
+        let rule = &route.rules[cr.rule];
+        let route_key = self.keys[cr.route].as_str();
+        let prefix = cand.prefix.as_deref();
+        if let Some(RouteFilter::RequestRedirect(rd)) = cr.redirect.map(|i| &rule.filters[i]) {
+            return RouteOutcome::Redirect(Redirect {
+                route_key,
+                rule_index: cr.rule,
+                status: rd.status_code,
+                location: location(rd, &req.scheme, &req.host, path, query, prefix),
+            });
+        }
+        let direct = |reason| {
+            RouteOutcome::Direct(DirectResponse {
+                status: 500,
+                reason,
+                route_key: Some(route_key),
+                rule_index: Some(cr.rule),
+            })
+        };
+        let total = cr.cumulative.last().copied().unwrap_or(0);
+        if total == 0 {
+            return direct(DirectReason::NoBackend);
+        }
+        let backend_index = if cr.cumulative.len() == 1 {
+            0
+        } else {
+            let draw = rng.below(total);
+            cr.cumulative.partition_point(|&c| c <= draw)
+        };
+        let (Some(backend), Some(true)) = (
+            rule.backend_refs.get(backend_index),
+            cr.backend_valid.get(backend_index).copied(),
+        ) else {
+            return direct(DirectReason::InvalidBackend);
+        };
+        let (host, new_path) = match cr.rewrite.map(|i| &rule.filters[i]) {
+            Some(RouteFilter::UrlRewrite(rw)) => (
+                rw.hostname.clone(),
+                rw.path.as_ref().map(|m| {
+                    let mut p = modify_path(m, path, prefix);
+                    if let Some(q) = query {
+                        p.push('?');
+                        p.push_str(q);
+                    }
+                    p
+                }),
+            ),
+            _ => (None, None),
+        };
+        let mut mirrors = Vec::new();
+        let rule_mirrors = cr.mirrors.iter().map(|&i| &rule.filters[i]);
+        let backend_mirrors = cr
+            .backend_mirrors
+            .get(backend_index)
+            .into_iter()
+            .flatten()
+            .map(|&i| &backend.filters[i]);
+        for f in rule_mirrors.chain(backend_mirrors) {
+            if let RouteFilter::RequestMirror(m) = f {
+                let (n, d) = (m.fraction.numerator, m.fraction.denominator);
+                let hit = if n == 0 || d == 0 {
+                    false
+                } else if n >= d {
+                    true
+                } else {
+                    rng.chance_fraction(u64::from(n), u64::from(d))
+                };
+                if hit {
+                    mirrors.push(m);
+                }
+            }
+        }
+        RouteOutcome::Forward(Forward {
+            route,
+            route_key,
+            rule_index: cr.rule,
+            rule,
+            backend_index,
+            backend,
+            host,
+            path: new_path,
+            mirrors,
+        })
+    }
+}
+
+/// Adds every candidate of `route` (numbered from `first`) to `index`.
+fn insert_route(index: &mut PathIndex, route: &HttpRoute, first: usize) {
+    let mut id = first;
+    for rule in &route.rules {
+        for m in &rule.matches {
+            index.insert(&m.path, id);
+            id += 1;
+        }
+    }
+}
+
+fn compile_rule(
+    route: &HttpRoute,
+    ri: usize,
+    ui: usize,
+    rule: &RouteRule,
+    valid: &impl Fn(&HttpRoute, &BackendRef) -> bool,
+) -> CompiledRule {
+    let mut running = 0u64;
+    let cumulative = rule
+        .backend_refs
+        .iter()
+        .map(|b| {
+            running += u64::from(b.weight);
+            running
+        })
+        .collect();
+    let valid_mirrors = |filters: &[RouteFilter]| -> Vec<usize> {
+        filters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match f {
+                RouteFilter::RequestMirror(m) if valid(route, &m.backend) => Some(i),
+                _ => None,
+            })
+            .collect()
+    };
+    let position = |want: fn(&RouteFilter) -> bool| rule.filters.iter().position(want);
+    CompiledRule {
+        route: ri,
+        rule: ui,
+        cumulative,
+        backend_valid: rule
+            .backend_refs
+            .iter()
+            .map(|b| valid(route, &b.backend))
+            .collect(),
+        redirect: position(|f| matches!(f, RouteFilter::RequestRedirect(_))),
+        rewrite: position(|f| matches!(f, RouteFilter::UrlRewrite(_))),
+        mirrors: valid_mirrors(&rule.filters),
+        backend_mirrors: rule
+            .backend_refs
+            .iter()
+            .map(|b| valid_mirrors(&b.filters))
+            .collect(),
+    }
+}
