@@ -141,11 +141,12 @@ fn route(doc: wire::Document) -> Result<HttpRoute, RouteError> {
         .namespace
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".to_owned());
+    let name = doc.metadata.name.unwrap_or_default();
     let ctx = Ctx {
-        route: format!("{namespace}/{}", doc.metadata.name),
+        route: format!("{namespace}/{name}"),
         namespace: namespace.clone(),
     };
-    if doc.metadata.name.is_empty() {
+    if name.is_empty() {
         return Err(ctx.err("metadata.name", RouteInvalid::Required));
     }
     let creation_timestamp = doc
@@ -249,7 +250,7 @@ fn route(doc: wire::Document) -> Result<HttpRoute, RouteError> {
     };
 
     Ok(HttpRoute {
-        name: doc.metadata.name,
+        name,
         namespace,
         creation_timestamp,
         parent_refs,

@@ -26,8 +26,7 @@ pub(super) struct Document {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Metadata {
-    #[serde(default)]
-    pub(super) name: String,
+    pub(super) name: Option<String>,
     pub(super) namespace: Option<String>,
     pub(super) creation_timestamp: Option<String>,
 }
