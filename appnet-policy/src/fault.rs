@@ -178,6 +178,21 @@ impl FaultInjection {
     /// [`Random::chance`] if it has a percentage), then the abort (likewise),
     /// independently. A fault with no percentage draws nothing and never
     /// fires.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use appnet_policy::{AbortStatus, FaultInjection, SeededRandom};
+    ///
+    /// let fault = FaultInjection::from_yaml(
+    ///     "delay: {fixedDelay: 2s, percentage: {value: 100}}\nabort: {httpStatus: 503}",
+    /// )?;
+    /// let out = fault.sample(&mut SeededRandom::new(1));
+    /// assert_eq!(out.delay, Some(Duration::from_secs(2)));
+    /// assert_eq!(out.abort, None); // no percentage: never
+    /// # let _ = AbortStatus::Http(503);
+    /// # Ok::<(), appnet_policy::FaultError>(())
+    /// ```
     pub fn sample(&self, rng: &mut dyn Random) -> FaultOutcome {
         let delay = self.delay.as_ref().and_then(|d| {
             let p = d.percentage?;

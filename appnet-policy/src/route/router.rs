@@ -325,6 +325,37 @@ type SortKey = (
 
 /// HTTPRoutes compiled for matching. Build once per configuration change,
 /// share, and call [`route`](Router::route) per request.
+///
+/// # Example
+/// ```
+/// use appnet_policy::{RouteOutcome, RouteRequest, Router, SeededRandom, parse_http_routes};
+///
+/// let yaml = r#"
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: HTTPRoute
+/// metadata: {name: shop, namespace: web}
+/// spec:
+///   hostnames: [shop.example.com]
+///   rules:
+///   - matches: [{path: {type: PathPrefix, value: /api}}]
+///     backendRefs: [{name: api-v1, port: 80, weight: 90}, {name: api-v2, port: 80, weight: 10}]
+/// "#;
+/// let router = Router::new(parse_http_routes(yaml)?);
+/// let req = RouteRequest {
+///     host: "shop.example.com:443".into(),
+///     method: "GET".into(),
+///     path: "/api/cart?id=7".into(),
+///     ..RouteRequest::default()
+/// };
+/// let mut rng = SeededRandom::new(7);
+/// match router.route(&req, &mut rng) {
+///     RouteOutcome::Forward(f) => assert!(f.backend.backend.name.starts_with("api-v")),
+///     other => panic!("{other:?}"),
+/// }
+/// let miss = RouteRequest { path: "/apix".into(), ..req };
+/// assert_eq!(router.route(&miss, &mut rng).status(), Some(404));
+/// # Ok::<(), appnet_policy::RouteError>(())
+/// ```
 #[derive(Debug)]
 pub struct Router {
     routes: Vec<HttpRoute>,
