@@ -5,6 +5,7 @@
 
 mod filters;
 mod model;
+mod outcome;
 mod parse;
 mod parse_filter;
 mod router;
@@ -16,10 +17,9 @@ pub use model::{
     REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT, RegexError, RegexMatch, RequestMirror, RequestRedirect,
     RouteFilter, RouteMatch, RouteRule, RouteTimeouts, UrlRewrite, ValueMatch,
 };
+pub use outcome::{DirectReason, DirectResponse, Forward, Redirect, RouteOutcome, RouteRequest};
 pub use parse::parse_http_routes;
-pub use router::{
-    DirectReason, DirectResponse, Forward, Redirect, RouteOutcome, RouteRequest, Router,
-};
+pub use router::Router;
 
 /// Why HTTPRoute YAML was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -331,7 +331,10 @@ pub struct RequestRedirect {
     pub hostname: Option<String>,
     /// Path change; the request path when `None`.
     pub path: Option<PathModifier>,
-    /// Port for `Location` (see [`Router`](super::Router) for the default).
+    /// Port for `Location`. When `None`: the well-known port of `scheme`
+    /// if it is set, else the port of the request's `Host`. A port that is
+    /// the scheme's well-known one (80 for http, 443 for https) is left
+    /// out of `Location`.
     pub port: Option<u16>,
     /// 301, 302, 303, 307 or 308 (default 302).
     pub status_code: u16,

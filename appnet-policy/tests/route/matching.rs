@@ -599,3 +599,48 @@ fn outcome_names_route_and_rule() {
     };
     assert_eq!(route(&r, &req).route_key(), Some("shop/r"));
 }
+
+#[test]
+fn many_regexes_in_one_host_keep_precedence() {
+    // Enough regex candidates on one host for the router to match them as
+    // one set; precedence and the other conditions must hold as for a few.
+    let mut rules = Vec::new();
+    for i in 0..12 {
+        rules.push(rule(
+            &format!("- path: {{type: RegularExpression, value: '/r{i}/[a-z]+'}}"),
+            &format!("r{i}"),
+        ));
+    }
+    rules.push(rule(
+        "- path: {type: RegularExpression, value: '/r1/[a-z]+|/r2/x'}",
+        "longer",
+    ));
+    rules.push(rule(
+        "- path: {type: RegularExpression, value: '/r3/[a-z]+'}\n  headers: [{name: x, value: '1'}]",
+        "header",
+    ));
+    let docs: Vec<String> = rules
+        .chunks(7)
+        .enumerate()
+        .map(|(i, c)| doc(&format!("r{i}"), "ns", &spec(&["h.com"], c)))
+        .collect();
+    let r = router(&docs);
+    expect(
+        &r,
+        &[
+            ("/r5/abc", "r5"),
+            ("/r5/ABC", "404"),
+            ("/r11/z", "r11"),
+            ("/x/r5/abc", "404"),
+        ],
+    );
+    // The longer expression wins where both match.
+    expect(
+        &r,
+        &[("/r1/abc", "longer"), ("/r2/x", "longer"), ("/r2/y", "r2")],
+    );
+    let mut with = get("h.com", "/r3/abc");
+    assert_eq!(pick(&r, &with), "r3");
+    with.headers.push(("x".into(), "1".into()));
+    assert_eq!(pick(&r, &with), "header");
+}
