@@ -94,6 +94,6 @@ pub use route::{
     HttpBackendRef, HttpRoute, MAX_REGEX_LEN, Method, ParentRef, PathMatch, PathModifier,
     QueryParamMatch, REGEX_DFA_SIZE_LIMIT, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT, Redirect,
     RegexError, RegexMatch, RequestMirror, RequestRedirect, RouteError, RouteFilter, RouteInvalid,
-    RouteMatch, RouteOutcome, RouteRequest, RouteRule, RouteTimeouts, Router, UrlRewrite,
-    ValueMatch, parse_http_routes,
+    RouteMatch, RouteOutcome, RouteRequest, RouteRetry, RouteRule, RouteTimeouts, Router,
+    UrlRewrite, ValueMatch, parse_http_routes,
 };

@@ -15,7 +15,7 @@ pub use model::{
     BackendRef, Fraction, HeaderMatch, HeaderModifier, HttpBackendRef, HttpRoute, MAX_REGEX_LEN,
     Method, ParentRef, PathMatch, PathModifier, QueryParamMatch, REGEX_DFA_SIZE_LIMIT,
     REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT, RegexError, RegexMatch, RequestMirror, RequestRedirect,
-    RouteFilter, RouteMatch, RouteRule, RouteTimeouts, UrlRewrite, ValueMatch,
+    RouteFilter, RouteMatch, RouteRetry, RouteRule, RouteTimeouts, UrlRewrite, ValueMatch,
 };
 pub use outcome::{DirectReason, DirectResponse, Forward, Redirect, RouteOutcome, RouteRequest};
 pub use parse::parse_http_routes;
@@ -171,8 +171,9 @@ pub enum RouteInvalid {
     /// A redirect scheme other than `http` or `https`.
     #[error("invalid scheme {0:?} (want http or https)")]
     BadScheme(String),
-    /// A redirect status other than 301, 302, 303, 307 or 308.
-    #[error("invalid redirect status {0}")]
+    /// A redirect status other than 301, 302, 303, 307 or 308, or a retry
+    /// code outside 400–599.
+    #[error("invalid status code {0}")]
     BadStatusCode(i64),
     /// A mirror `percent` outside 0–100.
     #[error("invalid percent {0} (want 0-100)")]
@@ -192,6 +193,9 @@ pub enum RouteInvalid {
     /// A timeout that is not a Gateway API duration.
     #[error("invalid duration {0:?}")]
     BadDuration(String),
+    /// A negative retry `attempts`.
+    #[error("invalid attempts {0}")]
+    BadAttempts(i64),
     /// `backendRequest` longer than a non-zero `request` timeout.
     #[error("backendRequest timeout cannot be longer than request timeout")]
     BackendTimeoutTooLong,

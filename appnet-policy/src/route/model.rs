@@ -73,6 +73,8 @@ pub struct RouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     /// Request timeouts, when set.
     pub timeouts: Option<RouteTimeouts>,
+    /// Retry policy, when set.
+    pub retry: Option<RouteRetry>,
 }
 
 /// A `matches` entry: every condition must hold.
@@ -411,4 +413,15 @@ pub struct RouteTimeouts {
     pub request: Option<Duration>,
     /// Each backend attempt; zero disables.
     pub backend_request: Option<Duration>,
+}
+
+/// `retry` of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteRetry {
+    /// Response statuses (400–599) that are retried.
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt; `Some(0)` disables retries.
+    pub attempts: Option<u32>,
+    /// Base interval between attempts.
+    pub backoff: Option<Duration>,
 }

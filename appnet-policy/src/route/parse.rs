@@ -11,7 +11,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::model::{
     HeaderMatch, HttpBackendRef, HttpRoute, Method, ParentRef, PathMatch, PathModifier,
-    QueryParamMatch, RegexMatch, RouteFilter, RouteMatch, RouteRule, RouteTimeouts, ValueMatch,
+    QueryParamMatch, RegexMatch, RouteFilter, RouteMatch, RouteRetry, RouteRule, RouteTimeouts,
+    ValueMatch,
 };
 use super::parse_filter::{object_ref, parse_filters};
 use super::wire;
@@ -39,7 +40,10 @@ const MAX_WEIGHT: i64 = 1_000_000;
 /// Matches default to PathPrefix `/`; a route without `rules` gets the
 /// Gateway API default rule (PathPrefix `/`, no backends — every request
 /// gets a 500). Header names are lower-cased; of several header or query
-/// conditions with an equivalent name only the first is kept.
+/// conditions with an equivalent name only the first is kept. Filters of
+/// type `CORS`, `ExtensionRef` and `ExternalAuth`, redirects and rewrites
+/// on a backend, and `sessionPersistence` are not implemented and are
+/// rejected rather than ignored.
 ///
 /// # Errors
 /// The first [`RouteError`] met, naming the route and the field; nothing is
@@ -209,6 +213,7 @@ fn route(doc: wire::Document) -> Result<HttpRoute, RouteError> {
             filters: Vec::new(),
             backend_refs: Vec::new(),
             timeouts: None,
+            retry: None,
         }],
         Some(wire_rules) => {
             if wire_rules.is_empty() {
@@ -355,6 +360,45 @@ fn rule(ctx: &Ctx, at: &str, r: wire::Rule) -> Result<RouteRule, RouteError> {
         filters,
         backend_refs,
         timeouts,
+        retry: r
+            .retry
+            .map(|t| retry(ctx, &format!("{at}.retry"), t))
+            .transpose()?,
+    })
+}
+
+fn retry(ctx: &Ctx, at: &str, r: wire::Retry) -> Result<RouteRetry, RouteError> {
+    let mut codes = Vec::new();
+    for (i, c) in r.codes.unwrap_or_default().into_iter().enumerate() {
+        match u16::try_from(c) {
+            Ok(code) if (400..=599).contains(&code) => {
+                if !codes.contains(&code) {
+                    codes.push(code);
+                }
+            }
+            _ => {
+                return Err(ctx.err(format!("{at}.codes[{i}]"), RouteInvalid::BadStatusCode(c)));
+            }
+        }
+    }
+    let attempts = r
+        .attempts
+        .map(|n| {
+            u32::try_from(n)
+                .map_err(|_| ctx.err(format!("{at}.attempts"), RouteInvalid::BadAttempts(n)))
+        })
+        .transpose()?;
+    let backoff = r
+        .backoff
+        .map(|s| {
+            duration::parse_gateway(&s)
+                .ok_or_else(|| ctx.err(format!("{at}.backoff"), RouteInvalid::BadDuration(s)))
+        })
+        .transpose()?;
+    Ok(RouteRetry {
+        codes,
+        attempts,
+        backoff,
     })
 }
 

@@ -217,6 +217,12 @@ type SortKey = (
 /// HTTPRoutes compiled for matching. Build once per configuration change,
 /// share, and call [`route`](Router::route) per request.
 ///
+/// Every route given is treated as attached: there is no Gateway or
+/// listener model, so filter routes by `parentRefs` before building, and
+/// decide cross-namespace references (ReferenceGrant) and backend existence
+/// with [`with_backend_check`](Router::with_backend_check). Timeouts and
+/// retry policy are carried on [`Forward::rule`] for the proxy to apply.
+///
 /// # Example
 /// ```
 /// use appnet_policy::{RouteOutcome, RouteRequest, Router, SeededRandom, parse_http_routes};

@@ -58,6 +58,7 @@ pub(super) struct Rule {
     pub(super) filters: Option<Vec<Filter>>,
     pub(super) backend_refs: Option<Vec<BackendRef>>,
     pub(super) timeouts: Option<Timeouts>,
+    pub(super) retry: Option<Retry>,
 }
 
 #[derive(Deserialize)]
@@ -184,4 +185,12 @@ pub(super) struct BackendRef {
 pub(super) struct Timeouts {
     pub(super) request: Option<String>,
     pub(super) backend_request: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Retry {
+    pub(super) codes: Option<Vec<i64>>,
+    pub(super) attempts: Option<i64>,
+    pub(super) backoff: Option<String>,
 }

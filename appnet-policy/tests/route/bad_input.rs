@@ -588,6 +588,39 @@ fn timestamps_durations_and_rule_names_are_checked() {
 }
 
 #[test]
+fn retry_is_parsed_and_checked() {
+    let rs = parse_http_routes(&doc(
+        "r",
+        "ns",
+        "rules: [{retry: {codes: [503, 500, 503], attempts: 2, backoff: 100ms}}]",
+    ))
+    .unwrap();
+    assert_eq!(
+        rs[0].rules[0].retry,
+        Some(appnet_policy::RouteRetry {
+            codes: vec![503, 500],
+            attempts: Some(2),
+            backoff: Some(Duration::from_millis(100)),
+        })
+    );
+    assert_eq!(
+        invalid(
+            "rules: [{retry: {codes: [200]}}]",
+            "spec.rules[0].retry.codes[0]"
+        ),
+        RouteInvalid::BadStatusCode(200)
+    );
+    invalid(
+        "rules: [{retry: {attempts: -1}}]",
+        "spec.rules[0].retry.attempts",
+    );
+    invalid(
+        "rules: [{retry: {backoff: 1.5s}}]",
+        "spec.rules[0].retry.backoff",
+    );
+}
+
+#[test]
 fn lists_beyond_gateway_api_limits_are_rejected() {
     let rules = vec!["{}"; 17].join(", ");
     assert_eq!(

@@ -107,6 +107,7 @@ fn arb_routes() -> impl Strategy<Value = Vec<HttpRoute>> {
                             filters: Vec::new(),
                         }],
                         timeouts: None,
+                        retry: None,
                     })
                     .collect(),
             })
