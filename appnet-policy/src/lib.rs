@@ -1,4 +1,5 @@
-//! Istio-compatible authorization for sidecar-less meshes.
+//! Istio-compatible authorization, Gateway API routing and fault injection
+//! for sidecar-less meshes.
 //!
 //! What this crate does today:
 //! - parses `security.istio.io/v1` and `v1beta1` AuthorizationPolicy YAML
@@ -11,8 +12,7 @@
 //! - offers two views: [`View::L7`] (a waypoint sees HTTP) and [`View::L4`]
 //!   (a node proxy does not). At L4 an ALLOW rule that needs HTTP attributes
 //!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
-//!   on its L4 part alone — it never fails open.
-//!
+//!   on its L4 part alone — it never fails open;
 //! - parses Gateway API `HTTPRoute` YAML ([`parse_http_routes`]) and routes
 //!   requests with a precompiled [`Router`]: hostname and path indexes,
 //!   Gateway API precedence, header modifiers, redirects, rewrites, mirrors
