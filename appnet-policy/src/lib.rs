@@ -1,4 +1,5 @@
-//! Istio-compatible authorization for sidecar-less meshes.
+//! Istio-compatible authorization, Gateway API routing, fault injection and
+//! token-aware rate limits for sidecar-less meshes.
 //!
 //! What this crate does today:
 //! - parses `security.istio.io/v1` and `v1beta1` AuthorizationPolicy YAML
@@ -7,7 +8,10 @@
 //!   field ([`parse_policies`]);
 //! - evaluates a [`Request`] for a [`Destination`] in Istio's order — CUSTOM,
 //!   then DENY, then ALLOW — with AUDIT marks, dry-run outcomes and
-//!   diagnostics ([`PolicySet::evaluate`]);
+//!   diagnostics ([`PolicySet::evaluate`]). Policies are precompiled and
+//!   indexed by where they attach (namespace, root namespace, selector
+//!   labels, `targetRefs`), so a decision looks only at the policies attached
+//!   to its destination, whatever the size of the mesh;
 //! - offers two views: [`View::L7`] (a waypoint sees HTTP) and [`View::L4`]
 //!   (a node proxy does not). At L4 an ALLOW rule that needs HTTP attributes
 //!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
@@ -17,12 +21,21 @@
 //!   actual (per-model weighted) usage, a drop guard for cancelled streams,
 //!   per-principal model allow-lists, shadow mode and `429` metadata
 //!   ([`RateLimiter`]); the `tower` feature adds an HTTP middleware
-//!   (`RateLimit`).
+//!   (`RateLimit`);
+//! - parses Gateway API `HTTPRoute` YAML ([`parse_http_routes`]) and routes
+//!   requests with a precompiled [`Router`]: hostname and path indexes,
+//!   Gateway API precedence, header modifiers, redirects, rewrites, mirrors
+//!   and weighted backends ([`Router::route`]);
+//! - parses and samples Istio fault injection ([`FaultInjection`]);
+//! - takes every random choice from an injected [`Random`]
+//!   ([`SeededRandom`] makes tests deterministic).
 //!
-//! What it does not do yet: precompiled indexes (evaluation is a linear scan
-//! of the policies that attach to the destination), the `xds` conversions,
-//! HTTPRoute routing, fault injection and rate limits. It has no tokio and no
-//! sockets: evaluation is a pure function.
+//! Features: `tower` (off by default) adds the rate-limit HTTP middleware.
+//!
+//! What it does not do yet: the `xds` conversions of Istio WDS
+//! `Authorization` messages, and attaching fault injection to routes (the
+//! two are usable side by side). Evaluation, routing and rate limiting are
+//! pure: no tokio, no sockets, no clock or randomness of their own.
 //!
 //! # Example
 //! ```
@@ -57,23 +70,39 @@
 //! # Ok::<(), appnet_policy::PolicyError>(())
 //! ```
 
+mod duration;
 mod eval;
+mod fault;
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry points for the fuzz targets in `fuzz/`. Not part of the stable
+    //! API.
+    pub use crate::fuzzing_route::route_match;
+}
+mod fuzzing_route;
 mod index;
 mod matching;
 mod model;
 mod parse;
+mod random;
 mod ratelimit;
+mod route;
 
 pub use eval::{
     Attachment, Claim, DEFAULT_ROOT_NAMESPACE, Decision, Destination, Diagnostic, DryRunOutcome,
     ExternalAuthorizer, HttpAttributes, NoExternalAuthorizer, PolicySet, Reason, Request,
     RequestAuth, RuleMatch, View,
 };
+pub use fault::{
+    AbortFault, AbortStatus, DelayFault, FaultError, FaultInjection, FaultInvalid, FaultOutcome,
+    GrpcCode,
+};
 pub use model::{
     Action, AuthorizationPolicy, Condition, ConditionKey, ConditionValues, Field, Operation, Rule,
     Scope, ServiceAccountRef, Source, StringMatch, TargetRef,
 };
 pub use parse::{InvalidReason, MAX_INPUT_BYTES, PolicyError, parse_policies};
+pub use random::{Percentage, Random, SeededRandom};
 pub use ratelimit::{
     CancelPolicy, Clock, CostModel, CostWeights, LimitKey, LimitRequest, LimitSpec, LimitStats,
     LimitUnit, LimiterStats, MAX_LIMITS, MAX_REFILL_PERIOD, ManualClock, ModelAllowList, Permit,
@@ -83,4 +112,12 @@ pub use ratelimit::{
 #[cfg(feature = "tower")]
 pub use ratelimit::{
     RateLimit, RateLimitBody, RateLimitLayer, RateLimitResponseFuture, UsageRecorder,
+};
+pub use route::{
+    BackendRef, DirectReason, DirectResponse, Forward, Fraction, HeaderMatch, HeaderModifier,
+    HttpBackendRef, HttpRoute, MAX_REGEX_LEN, Method, ParentRef, PathMatch, PathModifier,
+    QueryParamMatch, REGEX_DFA_SIZE_LIMIT, REGEX_NEST_LIMIT, REGEX_SIZE_LIMIT, Redirect,
+    RegexError, RegexMatch, RequestMirror, RequestRedirect, RouteError, RouteFilter, RouteInvalid,
+    RouteMatch, RouteOutcome, RouteRequest, RouteRetry, RouteRule, RouteTimeouts, Router,
+    UrlRewrite, ValueMatch, parse_http_routes,
 };
