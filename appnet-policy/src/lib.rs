@@ -77,8 +77,10 @@ mod fault;
 pub mod fuzzing {
     //! Entry points for the fuzz targets in `fuzz/`. Not part of the stable
     //! API.
+    pub use crate::fuzzing_authz::authz_eval;
     pub use crate::fuzzing_route::route_match;
 }
+mod fuzzing_authz;
 mod fuzzing_route;
 mod index;
 mod matching;

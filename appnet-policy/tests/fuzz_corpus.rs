@@ -1,5 +1,5 @@
-//! Replays the `route_match` fuzz target's seed corpus
-//! (`fuzz/corpus/route_match/`) through the entry point the target calls,
+//! Replays the seed corpora of the policy fuzz targets
+//! (`fuzz/corpus/route_match/`, `fuzz/corpus/authz_eval/`) through the entry point the target calls,
 //! so the target never rots and every seed stays panic-free under a plain
 //! `cargo test`.
 
@@ -22,4 +22,9 @@ fn replay(target: &str, run: fn(&[u8])) {
 #[test]
 fn route_match_corpus() {
     replay("route_match", appnet_policy::fuzzing::route_match);
+}
+
+#[test]
+fn authz_eval_corpus() {
+    replay("authz_eval", appnet_policy::fuzzing::authz_eval);
 }
