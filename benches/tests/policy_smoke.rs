@@ -24,6 +24,8 @@ fn policy_bench_prints_every_figure() {
     }
     assert_eq!(stdout.matches("indexed cost at 10,000 / at 10").count(), 2);
     assert!(stdout.contains("reserve+settle:"), "{stdout}");
+    assert!(stdout.contains("one hostname per route"), "{stdout}");
+    assert!(stdout.contains("all on one hostname"), "{stdout}");
 }
 
 #[test]

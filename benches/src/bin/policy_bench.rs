@@ -22,6 +22,12 @@
 //! (`RateLimiter::reserve` → `Permit::settle`) with three limits per request
 //! (global requests, per-principal tokens, per-principal-and-model tokens)
 //! over 1,000 principals, single thread.
+//!
+//! Figure 3 times `Router::route` over 1,000 HTTPRoutes, in two layouts:
+//! each route on its own hostname (the common waypoint case), and all on one
+//! hostname, told apart by path prefix, a header match and a regex rule (the
+//! worst case for precedence). Each request is checked to reach the route
+//! it was aimed at before timing.
 
 #[path = "../../../appnet-policy/tests/reference/mod.rs"]
 mod reference;
@@ -39,6 +45,7 @@ use appnet_policy::{
     LimitSpec, LimitUnit, ManualClock, NoExternalAuthorizer, PolicySet, RateLimiter, Reason,
     Request, Usage, View, parse_policies,
 };
+use appnet_policy::{RouteOutcome, RouteRequest, Router, SeededRandom, parse_http_routes};
 
 const USAGE: &str = "usage: policy_bench [--seconds S]
 
@@ -307,6 +314,93 @@ fn rate_limits(budget: &Budget) {
     println!();
 }
 
+/// 1,000 HTTPRoutes: on their own hostnames (`shared == false`) or all on
+/// one hostname.
+fn routes_yaml(shared: bool) -> String {
+    let mut out = String::new();
+    for i in 0..1000 {
+        let host = if shared {
+            "api.example.com".to_string()
+        } else {
+            format!("svc-{i}.example.com")
+        };
+        out.push_str(&format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r{i}, namespace: default}}\nspec:\n  hostnames: [\"{host}\"]\n  rules:\n  - matches:\n    - path: {{type: PathPrefix, value: /v1/svc-{i}}}\n      headers: [{{name: x-tenant, value: t{i}}}]\n    backendRefs: [{{name: svc-{i}-canary, port: 8080, weight: 10}}, {{name: svc-{i}, port: 8080, weight: 90}}]\n  - matches:\n    - path: {{type: PathPrefix, value: /v1/svc-{i}}}\n    - path: {{type: RegularExpression, value: \"/v2/svc-{i}/[a-z]+\"}}\n    backendRefs: [{{name: svc-{i}, port: 8080}}]\n"
+        ));
+    }
+    out
+}
+
+fn routing(budget: &Budget) {
+    println!("3. HTTPRoute matching with 1,000 routes");
+    for (shared, layout) in [
+        (false, "one hostname per route"),
+        (true, "all on one hostname"),
+    ] {
+        let routes = parse_http_routes(&routes_yaml(shared))
+            .unwrap_or_else(|e| panic!("bench routes must parse: {e}"));
+        let router = Router::new(routes);
+        let host = |i: usize| {
+            if shared {
+                "api.example.com".to_string()
+            } else {
+                format!("svc-{i}.example.com")
+            }
+        };
+        let requests: Vec<(RouteRequest, String)> = [17usize, 500, 983]
+            .iter()
+            .flat_map(|&i| {
+                [
+                    (
+                        RouteRequest {
+                            scheme: "http".into(),
+                            host: host(i),
+                            method: "GET".into(),
+                            path: format!("/v1/svc-{i}/items?page=2"),
+                            headers: vec![("x-tenant".into(), format!("t{i}"))],
+                        },
+                        format!("default/r{i}"),
+                    ),
+                    (
+                        RouteRequest {
+                            scheme: "http".into(),
+                            host: host(i),
+                            method: "GET".into(),
+                            path: format!("/v2/svc-{i}/items"),
+                            headers: Vec::new(),
+                        },
+                        format!("default/r{i}"),
+                    ),
+                ]
+            })
+            .collect();
+        let mut rng = SeededRandom::new(7);
+        for (req, want) in &requests {
+            match router.route(req, &mut rng) {
+                RouteOutcome::Forward(f) => assert_eq!(&f.route.key(), want, "{req:?}"),
+                other => panic!("bench request {req:?} must be forwarded, got {other:?}"),
+            }
+        }
+        let mut i = 0usize;
+        let mut op = || -> Result<(), Infallible> {
+            let (req, _) = &requests[i % requests.len()];
+            i = i.wrapping_add(1);
+            black_box(router.route(req, &mut rng));
+            Ok(())
+        };
+        let _ = appnet_benches::run_for(budget.warm_up, &mut op);
+        let t = appnet_benches::run_for(budget.measure, &mut op).unwrap_or_else(|e| match e {});
+        println!(
+            "  {layout:<24} {:>10.0} routes/s  ({:.0} ns/request, {} requests in {:.2} s)",
+            t.per_second(),
+            ns_per_op(&t),
+            t.ops,
+            t.elapsed.as_secs_f64()
+        );
+    }
+    println!();
+}
+
 fn main() -> ExitCode {
     let seconds = match parse_args(std::env::args().skip(1)) {
         Ok(s) => s,
@@ -335,5 +429,6 @@ fn main() -> ExitCode {
     println!();
     run(&budget);
     rate_limits(&budget);
+    routing(&budget);
     ExitCode::SUCCESS
 }
