@@ -128,7 +128,6 @@ impl FromStr for Authority {
 /// Workload metadata carried in the W3C `baggage` header, with the keys
 /// Istio uses. Unknown keys are ignored when parsing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Baggage {
     /// `k8s.cluster.name`.
     pub cluster: Option<String>,

@@ -1,0 +1,10 @@
+//! HBONE over real mutual TLS and real sockets on 127.0.0.1, with
+//! credentials minted by appnet-identity's CA. One test binary; the
+//! modules group the scenarios.
+
+mod common;
+mod pool;
+mod refusals;
+#[cfg(feature = "prometheus")]
+mod telemetry;
+mod tunnel;
