@@ -332,6 +332,31 @@ impl HboneConnector {
             .await
     }
 
+    /// Double HBONE, for a destination in another network: an outer
+    /// tunnel to the east-west `gateway` (pooled; `outer`'s authority is
+    /// the destination service's `hostname:port`), and inside it a second
+    /// mTLS + HTTP/2 CONNECT (`inner`, typically with
+    /// [`ConnectRequest::forwarded_network`]) to the final peer, which must
+    /// prove one of `peer_identities`. Returns the inner tunnel: its peer
+    /// identity is the final peer's, and the gateway only ever forwards its
+    /// ciphertext.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect) for either hop.
+    pub async fn connect_double(
+        &self,
+        local: &CredentialsReceiver,
+        gateway: &HbonePeer,
+        outer: ConnectRequest,
+        peer_identities: &[SpiffeId],
+        inner: ConnectRequest,
+    ) -> Result<Tunnel, HboneError> {
+        inner.to_http()?;
+        let outer = self.connect(local, gateway, outer).await?;
+        self.connect_over(outer, local, peer_identities, inner)
+            .await
+    }
+
     /// Takes a stream slot, dialling or waiting for a dial as the pool
     /// decides.
     async fn checkout(

@@ -14,11 +14,14 @@
 //!   connection up to the peer's limit, a new connection when full, idle
 //!   eviction, PING keepalive; the pool's decisions are the plain
 //!   [`Pool`] type. [`HboneConnector::connect_over`] runs a connection over
-//!   any transport: the inner hop of double HBONE.
+//!   any transport, and [`HboneConnector::connect_double`] is double HBONE
+//!   (a CONNECT inside a CONNECT through an east-west gateway).
 //! - [`HboneServer`]: the listener. Hands each CONNECT (with the verified
 //!   peer identity, authority and headers) to a tower `Service` that answers
 //!   with an [`InboundDecision`]; limits on streams and connections; graceful
 //!   drain through [`ServerHandle`].
+//! - [`GatewayForwarder`]: the east-west gateway side of double HBONE, which
+//!   splices the outer tunnel to an in-network peer without reading it.
 //! - [`Tunnel`]: the stream as tokio `AsyncRead + AsyncWrite`, with the
 //!   peer identity, byte counters and half-close.
 //! - Wire vocabulary ([`ConnectRequest`], [`Authority`], [`Baggage`],
@@ -26,10 +29,9 @@
 //!   sandwich, and telemetry hooks ([`Telemetry`]) with Istio's TCP metrics
 //!   ([`IstioTcpMetrics`]).
 //!
-//! What it does not do (yet): the east-west gateway side of double HBONE as
-//! a ready-made service (the building blocks are here: an accepted
-//! [`Tunnel`] can be forwarded to another peer's port 15008 opaquely),
-//! L7 processing, or reading the environment. Defaults are Istio's (see
+//! What it does not do: L7 processing (that is a waypoint's job), policy
+//! decisions (the server's service makes them), service discovery (the
+//! caller says where to connect), or reading the environment. Defaults are Istio's (see
 //! [`FlowControl`], [`ConnectorConfig`], [`ServerConfig`]).
 //!
 //! # Features
@@ -86,6 +88,7 @@
 mod client;
 mod config;
 mod error;
+mod gateway;
 mod keepalive;
 mod metrics;
 mod pool;
@@ -97,6 +100,7 @@ mod wire;
 pub use client::{ConnectorStats, HboneConnector, HbonePeer};
 pub use config::{ConnectorConfig, FlowControl, Keepalive, ServerConfig};
 pub use error::{ConfigError, HboneError, Refusal, WireError};
+pub use gateway::GatewayForwarder;
 #[cfg(feature = "prometheus")]
 pub use metrics::IstioTcpMetrics;
 pub use metrics::{ConnectionLabels, ConnectionRecorder, Reporter, Telemetry};

@@ -17,6 +17,9 @@ use crate::error::h2_to_io;
 use crate::metrics::{ConnectionRecorder, Reporter};
 use crate::wire::Authority;
 
+/// The most send capacity one write asks for.
+const MAX_RESERVE: usize = 16 * 1024 * 1024;
+
 /// Bytes a tunnel has moved, readable while the tunnel is in use elsewhere
 /// (say inside `tokio::io::copy_bidirectional`).
 #[derive(Debug, Clone, Default)]
@@ -259,7 +262,9 @@ impl AsyncWrite for Tunnel {
                 "HBONE tunnel already shut down for writing",
             )));
         }
-        this.send.reserve_capacity(buf.len());
+        // h2 takes the reservation as a u32: bound it (a write may be
+        // partial anyway).
+        this.send.reserve_capacity(buf.len().min(MAX_RESERVE));
         loop {
             let available = this.send.capacity();
             if available > 0 {

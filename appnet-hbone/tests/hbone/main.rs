@@ -3,6 +3,8 @@
 //! modules group the scenarios.
 
 mod common;
+mod double;
+mod keepalive;
 mod pool;
 mod refusals;
 #[cfg(feature = "prometheus")]
