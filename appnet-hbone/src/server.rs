@@ -495,13 +495,21 @@ async fn serve_stream<S>(
     let source_baggage = request.baggage();
     let mut service = shared.service.clone();
     let decided = async {
-        std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-        service.call(request).await
+        std::future::poll_fn(|cx| service.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        service.call(request).await.map_err(Into::into)
     };
-    let decision = match decided.await {
+    // A client that resets the stream while the service decides (rapid
+    // reset) cancels the decision: no upstream connect for nobody.
+    let decided = tokio::select! {
+        d = decided => d,
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+    };
+    let decision = match decided {
         Ok(d) => d,
         Err(e) => {
-            let e: Box<dyn StdError + Send + Sync> = e.into();
+            let e: Box<dyn StdError + Send + Sync> = e;
             tracing::debug!(error = %e, "HBONE service failed");
             return respond_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE);
         }

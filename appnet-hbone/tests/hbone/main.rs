@@ -2,6 +2,7 @@
 //! credentials minted by appnet-identity's CA. One test binary; the
 //! modules group the scenarios.
 
+mod abuse;
 mod common;
 mod double;
 mod keepalive;
