@@ -230,3 +230,60 @@ impl ServerConfig {
         b
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_istios_and_valid() {
+        let c = ConnectorConfig::default();
+        assert_eq!(c.flow_control.stream_window, 4 * MIB);
+        assert_eq!(c.flow_control.connection_window, 16 * MIB);
+        assert_eq!(c.flow_control.max_frame_size, MIB);
+        assert_eq!(c.max_streams_per_connection, 100);
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(
+            c.keepalive,
+            Some(Keepalive {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(20)
+            })
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let s = ServerConfig::default();
+        assert_eq!(s.max_concurrent_streams, 200);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        let mut c = ConnectorConfig::default();
+        c.flow_control.max_frame_size = 1024;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "flow_control.max_frame_size"
+        );
+        let mut c = ConnectorConfig::default();
+        c.flow_control.stream_window = u32::MAX;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "flow_control.stream_window"
+        );
+        let mut c = ConnectorConfig::default();
+        c.max_streams_per_connection = 0;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "max_streams_per_connection"
+        );
+        let mut s = ServerConfig::default();
+        s.flow_control.connection_window = 100;
+        assert_eq!(
+            s.validate().unwrap_err().field,
+            "flow_control.connection_window"
+        );
+        let mut s = ServerConfig::default();
+        s.max_connections = 0;
+        assert_eq!(s.validate().unwrap_err().field, "max_connections");
+    }
+}

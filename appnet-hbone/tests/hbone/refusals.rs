@@ -311,3 +311,57 @@ async fn plain_http1_to_the_port_is_refused() {
     t.read_to_end(&mut back).await.unwrap();
     assert_eq!(back, b"ok");
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_and_others_unaffected() {
+    let d = Domain::new("cluster.local");
+    let mut config = ServerConfig::default();
+    config.max_connections = 1;
+    let h = start_server(d.creds("server"), AllowedPeers::AnyTrusted, config, None).await;
+    let target = peer(h.addr(), d.id("server"));
+    let first = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    let mut t = first
+        .connect(
+            &d.creds("client"),
+            &target,
+            ConnectRequest::new(echo_target()),
+        )
+        .await
+        .unwrap();
+    // A second connector needs a second connection: over the limit.
+    let second = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    let err = second
+        .connect(
+            &d.creds("client"),
+            &target,
+            ConnectRequest::new(echo_target()),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.refusal().is_none(), "{err}");
+    assert_eq!(h.handle.stats().connections, 1);
+    // The admitted connection is untouched.
+    t.write_all(b"first").await.unwrap();
+    let mut back = [0u8; 5];
+    t.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"first");
+    // Once it goes, a new one is admitted.
+    drop(t);
+    drop(first);
+    settle("first connection closed", || {
+        h.handle.stats().connections == 0
+    })
+    .await;
+    let mut t = second
+        .connect(
+            &d.creds("client"),
+            &target,
+            ConnectRequest::new(echo_target()),
+        )
+        .await
+        .unwrap();
+    t.write_all(b"second").await.unwrap();
+    let mut back = [0u8; 6];
+    t.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"second");
+}
