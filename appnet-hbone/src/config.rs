@@ -270,8 +270,10 @@ mod tests {
             c.validate().unwrap_err().field,
             "flow_control.stream_window"
         );
-        let mut c = ConnectorConfig::default();
-        c.max_streams_per_connection = 0;
+        let c = ConnectorConfig {
+            max_streams_per_connection: 0,
+            ..ConnectorConfig::default()
+        };
         assert_eq!(
             c.validate().unwrap_err().field,
             "max_streams_per_connection"
@@ -282,8 +284,10 @@ mod tests {
             s.validate().unwrap_err().field,
             "flow_control.connection_window"
         );
-        let mut s = ServerConfig::default();
-        s.max_connections = 0;
+        let s = ServerConfig {
+            max_connections: 0,
+            ..ServerConfig::default()
+        };
         assert_eq!(s.validate().unwrap_err().field, "max_connections");
     }
 }
