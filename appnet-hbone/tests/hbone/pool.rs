@@ -221,6 +221,14 @@ async fn a_failed_connection_fails_only_its_streams() {
     drop(lost);
     drop(kept);
     all_closed(&connector, &healthy.handle).await;
+    // Left: the healthy server's accept loop and connection task, and the
+    // client's driver of that connection.
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    settle("no leaked tasks", || tasks() == 3).await;
 }
 
 #[tokio::test]
@@ -300,6 +308,14 @@ async fn ten_thousand_abandoned_streams_leave_nothing_behind() {
         drop(batch);
     }
     all_closed(&connector, &h.handle).await;
+    // No task left behind either: the server's accept loop and connection
+    // task, and the client's connection driver.
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    settle("stream tasks reaped", || tasks() == 3).await;
     // Never more connections than the concurrency needed.
     assert_eq!(connector.stats().pooled_connections, 1);
     assert_eq!(h.handle.stats().connections, 1);
