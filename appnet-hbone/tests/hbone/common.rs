@@ -41,6 +41,17 @@ impl Domain {
         self.ca.bundle().unwrap()
     }
 
+    /// An SVID for `sa` (chain leaf → intermediate → root, and its key).
+    pub(crate) fn svid(&self, sa: &str) -> appnet_identity::Svid {
+        let now = SystemTime::now() - Duration::from_secs(60);
+        self.ca.issue_svid(&self.id(sa), now, TTL).unwrap()
+    }
+
+    /// The root certificate, PEM.
+    pub(crate) fn root_pem(&self) -> String {
+        appnet_identity::pem_certs(std::slice::from_ref(self.ca.root()))
+    }
+
     /// Credentials for `sa`, trusting `bundle`.
     pub(crate) fn creds_with(&self, sa: &str, bundle: &TrustBundle) -> CredentialsReceiver {
         let now = SystemTime::now() - Duration::from_secs(60);

@@ -5,6 +5,7 @@
 mod abuse;
 mod common;
 mod double;
+mod envoy;
 mod keepalive;
 mod pool;
 mod refusals;
