@@ -157,6 +157,13 @@ impl Drop for DialGuard {
     }
 }
 
+/// A failed stream open, and whether the request never left (so another
+/// connection may safely be tried).
+struct OpenError {
+    error: HboneError,
+    unsent: bool,
+}
+
 /// The HBONE client: a pool of mTLS HTTP/2 connections keyed by (local
 /// identity, expected peer identities, peer address), many CONNECT streams
 /// each up to the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` (capped by
@@ -259,7 +266,7 @@ impl HboneConnector {
             attempts += 1;
             let (lease, send, peer_id) = self.checkout(&key, local).await?;
             let id = lease.id;
-            match self
+            let opened = self
                 .open_stream(
                     send,
                     peer_id,
@@ -267,14 +274,15 @@ impl HboneConnector {
                     &request,
                     OnDrop::new(move || drop(lease)),
                 )
-                .await
-            {
-                Err(e) if e.is_retryable() && attempts < 3 => {
-                    // The peer is going away or refused the stream
-                    // unprocessed: no new streams there.
+                .await;
+            match opened {
+                Err(e) if (e.unsent || e.error.is_retryable()) && attempts < 3 => {
+                    // The connection failed before the request left, or
+                    // the peer is going away or refused the stream
+                    // unprocessed: no new streams there, try another.
                     self.inner.lock().pool.drain(id);
                 }
-                other => return other,
+                other => return other.map_err(|e| e.error),
             }
         }
     }
@@ -330,6 +338,7 @@ impl HboneConnector {
         // connection, which ends the task above.
         self.open_stream(send, peer, &local_id, &request, OnDrop::new(|| {}))
             .await
+            .map_err(|e| e.error)
     }
 
     /// Double HBONE, for a destination in another network: an outer
@@ -503,14 +512,24 @@ impl HboneConnector {
         local: &SpiffeId,
         request: &ConnectRequest,
         release: OnDrop,
-    ) -> Result<Tunnel, HboneError> {
-        let req = request.to_http()?;
-        let mut send = send.ready().await?;
-        let (response, stream) = send.send_request(req, false)?;
-        let response = response.await?;
+    ) -> Result<Tunnel, OpenError> {
+        let sent = |error: HboneError| OpenError {
+            error,
+            unsent: false,
+        };
+        let unsent = |error: h2::Error| OpenError {
+            error: error.into(),
+            unsent: true,
+        };
+        let req = request.to_http().map_err(|e| sent(e.into()))?;
+        let mut send = send.ready().await.map_err(unsent)?;
+        let (response, stream) = send.send_request(req, false).map_err(unsent)?;
+        let response = response.await.map_err(|e| sent(e.into()))?;
         let (parts, body) = response.into_parts();
         if parts.status != StatusCode::OK {
-            return Err(HboneError::Refused(Refusal::from_status(parts.status)));
+            return Err(sent(HboneError::Refused(Refusal::from_status(
+                parts.status,
+            ))));
         }
         let recorder = self.inner.telemetry.as_ref().map(|t| {
             let mut labels = ConnectionLabels::new(Reporter::Source, local, &peer);

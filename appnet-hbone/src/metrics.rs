@@ -37,30 +37,52 @@ const UNKNOWN: &str = "unknown";
     derive(prometheus_client::encoding::EncodeLabelSet)
 )]
 #[non_exhaustive]
-#[allow(missing_docs)] // Each field is the Istio label of the same name.
 pub struct ConnectionLabels {
+    /// `source` or `destination`: which side reported.
     pub reporter: String,
+    /// The source workload name (from its baggage).
     pub source_workload: String,
+    /// The source canonical service.
     pub source_canonical_service: String,
+    /// The source canonical revision.
     pub source_canonical_revision: String,
+    /// The source namespace (baggage, else the SPIFFE ID).
     pub source_workload_namespace: String,
+    /// The source SPIFFE ID.
     pub source_principal: String,
+    /// The source app (its canonical service).
     pub source_app: String,
+    /// The source version (its canonical revision).
     pub source_version: String,
+    /// The source cluster.
     pub source_cluster: String,
+    /// The destination service hostname.
     pub destination_service: String,
+    /// The destination service namespace.
     pub destination_service_namespace: String,
+    /// The destination service name.
     pub destination_service_name: String,
+    /// The destination workload name (from its baggage).
     pub destination_workload: String,
+    /// The destination canonical service.
     pub destination_canonical_service: String,
+    /// The destination canonical revision.
     pub destination_canonical_revision: String,
+    /// The destination namespace (baggage, else the SPIFFE ID).
     pub destination_workload_namespace: String,
+    /// The destination SPIFFE ID.
     pub destination_principal: String,
+    /// The destination app (its canonical service).
     pub destination_app: String,
+    /// The destination version (its canonical revision).
     pub destination_version: String,
+    /// The destination cluster.
     pub destination_cluster: String,
+    /// Always `tcp` here.
     pub request_protocol: String,
+    /// Envoy-style response flags; `-` for none.
     pub response_flags: String,
+    /// Always `mutual_tls` here.
     pub connection_security_policy: String,
 }
 

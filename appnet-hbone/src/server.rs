@@ -209,18 +209,19 @@ impl<S> fmt::Debug for HboneServer<S> {
     }
 }
 
-struct Shared<S> {
+/// What every connection task shares; the service is cloned into each
+/// task instead, so it need not be `Sync`.
+struct Shared {
     acceptor: TlsAcceptor,
     credentials: CredentialsReceiver,
     config: ServerConfig,
-    service: S,
     telemetry: Option<Arc<dyn Telemetry>>,
     gauges: Arc<Gauges>,
 }
 
 impl<S> HboneServer<S>
 where
-    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + Sync + 'static,
+    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
@@ -266,12 +267,11 @@ where
             acceptor: self.acceptor,
             credentials: self.credentials,
             config: self.config,
-            service: self.service,
             telemetry: self.telemetry,
             gauges: Arc::clone(&gauges),
         });
         let (drain_tx, drain_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, drain_rx));
+        let task = tokio::spawn(accept_loop(listener, shared, self.service, drain_rx));
         Ok(ServerHandle {
             local_addr,
             drain: drain_tx,
@@ -349,10 +349,11 @@ async fn drain_signal(rx: &mut watch::Receiver<bool>) {
 
 async fn accept_loop<S>(
     listener: TcpListener,
-    shared: Arc<Shared<S>>,
+    shared: Arc<Shared>,
+    service: S,
     mut drain_rx: watch::Receiver<bool>,
 ) where
-    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + Sync + 'static,
+    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
@@ -370,9 +371,10 @@ async fn accept_loop<S>(
                         continue;
                     };
                     let shared = Arc::clone(&shared);
+                    let service = service.clone();
                     let drain_rx = drain_rx.clone();
                     connections.spawn(async move {
-                        serve_connection(shared, tcp, peer_addr, drain_rx).await;
+                        serve_connection(shared, service, tcp, peer_addr, drain_rx).await;
                         drop(permit);
                     });
                 }
@@ -390,12 +392,13 @@ async fn accept_loop<S>(
 }
 
 async fn serve_connection<S>(
-    shared: Arc<Shared<S>>,
+    shared: Arc<Shared>,
+    service: S,
     tcp: TcpStream,
     peer_addr: SocketAddr,
     mut drain_rx: watch::Receiver<bool>,
 ) where
-    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + Sync + 'static,
+    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
@@ -434,9 +437,11 @@ async fn serve_connection<S>(
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, respond))) => {
                     let shared = Arc::clone(&shared);
+                    let service = service.clone();
                     let peer = peer.clone();
                     streams.spawn(async move {
-                        serve_stream(shared, req, respond, peer, peer_addr, local_addr).await;
+                        serve_stream(shared, service, req, respond, peer, peer_addr, local_addr)
+                            .await;
                     });
                 }
                 Some(Err(e)) => {
@@ -469,14 +474,15 @@ fn respond_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
 }
 
 async fn serve_stream<S>(
-    shared: Arc<Shared<S>>,
+    shared: Arc<Shared>,
+    mut service: S,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     peer: SpiffeId,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
 ) where
-    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + Sync + 'static,
+    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
@@ -493,7 +499,6 @@ async fn serve_stream<S>(
         headers: head.headers.clone(),
     };
     let source_baggage = request.baggage();
-    let mut service = shared.service.clone();
     let decided = async {
         std::future::poll_fn(|cx| service.poll_ready(cx))
             .await

@@ -365,3 +365,39 @@ async fn connections_over_the_limit_are_closed_and_others_unaffected() {
     t.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"second");
 }
+
+#[tokio::test]
+async fn a_boxed_non_sync_service_serves() {
+    // `BoxCloneService` is `Send` but not `Sync`: the server clones the
+    // service per connection and per stream instead of sharing it.
+    let service: tower::util::BoxCloneService<
+        appnet_hbone::InboundRequest,
+        appnet_hbone::InboundDecision,
+        std::convert::Infallible,
+    > = tower::util::BoxCloneService::new(tower::service_fn(
+        |_req: appnet_hbone::InboundRequest| async {
+            Ok::<_, std::convert::Infallible>(appnet_hbone::InboundDecision::deny())
+        },
+    ));
+    let d = Domain::new("cluster.local");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = appnet_hbone::HboneServer::new(
+        d.creds("server"),
+        AllowedPeers::AnyTrusted,
+        ServerConfig::default(),
+        service,
+    )
+    .unwrap()
+    .serve(listener)
+    .unwrap();
+    let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    let err = connector
+        .connect(
+            &d.creds("client"),
+            &peer(handle.local_addr(), d.id("server")),
+            ConnectRequest::new(echo_target()),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_denied(), "{err}");
+}
