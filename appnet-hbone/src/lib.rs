@@ -29,10 +29,15 @@
 //!   sandwich, and telemetry hooks ([`Telemetry`]) with Istio's TCP metrics
 //!   ([`IstioTcpMetrics`]).
 //!
+//! HTTP/2 abuse is bounded by h2's limits as configured in [`ServerConfig`]
+//! (rapid reset, oversized headers) and by backpressure (PING/SETTINGS
+//! floods, readers that never read); the tests exercise each, and run
+//! against a real Envoy in both roles. Defaults are Istio's (see
+//! [`FlowControl`], [`ConnectorConfig`], [`ServerConfig`]).
+//!
 //! What it does not do: L7 processing (that is a waypoint's job), policy
 //! decisions (the server's service makes them), service discovery (the
-//! caller says where to connect), or reading the environment. Defaults are Istio's (see
-//! [`FlowControl`], [`ConnectorConfig`], [`ServerConfig`]).
+//! caller says where to connect), or reading the environment.
 //!
 //! # Features
 //! - `prometheus` (default): [`IstioTcpMetrics`], the [`Telemetry`] hooks
