@@ -16,7 +16,7 @@ struct EvenProviders;
 
 impl ExternalAuthorizer for EvenProviders {
     fn check(&self, provider: &str, _request: &Request) -> bool {
-        provider.len() % 2 == 0
+        provider.len().is_multiple_of(2)
     }
 }
 

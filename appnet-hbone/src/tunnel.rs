@@ -1,0 +1,304 @@
+//! [`Tunnel`]: one HBONE CONNECT stream as a tokio byte stream.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use appnet_identity::SpiffeId;
+use bytes::{Buf, Bytes};
+use h2::{RecvStream, SendStream};
+use http::HeaderMap;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::h2_to_io;
+use crate::metrics::{ConnectionRecorder, Reporter};
+use crate::wire::Authority;
+
+/// The most send capacity one write asks for.
+const MAX_RESERVE: usize = 16 * 1024 * 1024;
+
+/// Bytes a tunnel has moved, readable while the tunnel is in use elsewhere
+/// (say inside `tokio::io::copy_bidirectional`).
+#[derive(Debug, Clone, Default)]
+pub struct ByteCounters(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    written: AtomicU64,
+    read: AtomicU64,
+}
+
+impl ByteCounters {
+    /// Bytes this side wrote into the tunnel.
+    pub fn written(&self) -> u64 {
+        self.0.written.load(Ordering::Relaxed)
+    }
+
+    /// Bytes this side read out of the tunnel.
+    pub fn read(&self) -> u64 {
+        self.0.read.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a closure once, when dropped: how a tunnel gives back its pool slot
+/// and its place in the open-tunnel counts.
+pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl OnDrop {
+    pub(crate) fn new(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// One HBONE tunnel: the bytes of a CONNECT stream after the `200`, both
+/// ways, as tokio [`AsyncRead`] + [`AsyncWrite`].
+///
+/// - Reads end (`Ok(0)`) when the peer half-closes (END_STREAM); writes
+///   go on until [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown),
+///   which half-closes this direction.
+/// - HTTP/2 flow control follows the reader: receive window is given back
+///   only as the application reads, so a slow reader slows its own stream,
+///   not the others on the connection.
+/// - A stream reset by the peer reads and writes as
+///   [`io::ErrorKind::ConnectionReset`]; a lost connection as an error too.
+/// - Dropping the tunnel before both directions ended resets the stream
+///   (`RST_STREAM(CANCEL)`).
+pub struct Tunnel {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    pending: Bytes,
+    read_done: bool,
+    write_done: bool,
+    peer: SpiffeId,
+    authority: Authority,
+    headers: HeaderMap,
+    side: Reporter,
+    counters: ByteCounters,
+    recorder: Option<Box<dyn ConnectionRecorder>>,
+    // Declared last: runs after the streams above are dropped.
+    _release: OnDrop,
+}
+
+impl fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("peer", &self.peer)
+            .field("authority", &self.authority)
+            .field("side", &self.side)
+            .field("read_done", &self.read_done)
+            .field("write_done", &self.write_done)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct TunnelParts {
+    pub(crate) send: SendStream<Bytes>,
+    pub(crate) recv: RecvStream,
+    pub(crate) peer: SpiffeId,
+    pub(crate) authority: Authority,
+    pub(crate) headers: HeaderMap,
+    pub(crate) side: Reporter,
+    pub(crate) recorder: Option<Box<dyn ConnectionRecorder>>,
+    pub(crate) release: OnDrop,
+}
+
+impl Tunnel {
+    pub(crate) fn new(p: TunnelParts) -> Self {
+        Self {
+            send: p.send,
+            recv: p.recv,
+            pending: Bytes::new(),
+            read_done: false,
+            write_done: false,
+            peer: p.peer,
+            authority: p.authority,
+            headers: p.headers,
+            side: p.side,
+            counters: ByteCounters::default(),
+            recorder: p.recorder,
+            _release: p.release,
+        }
+    }
+
+    /// The peer's SPIFFE ID, verified in the TLS handshake.
+    pub fn peer_identity(&self) -> &SpiffeId {
+        &self.peer
+    }
+
+    /// The CONNECT target.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The headers the peer sent: the CONNECT request's on the server side,
+    /// the `200` response's (say, the destination's `baggage`) on the
+    /// client side.
+    pub fn peer_headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Which side of the tunnel this is.
+    pub fn side(&self) -> Reporter {
+        self.side
+    }
+
+    /// Live byte counts, shareable.
+    pub fn counters(&self) -> ByteCounters {
+        self.counters.clone()
+    }
+
+    fn count_read(&self, n: usize) {
+        let n = n as u64;
+        self.counters.0.read.fetch_add(n, Ordering::Relaxed);
+        if let Some(r) = &self.recorder {
+            match self.side {
+                Reporter::Source => r.sent_bytes(n),
+                Reporter::Destination => r.received_bytes(n),
+            }
+        }
+    }
+
+    fn count_written(&self, n: usize) {
+        let n = n as u64;
+        self.counters.0.written.fetch_add(n, Ordering::Relaxed);
+        if let Some(r) = &self.recorder {
+            match self.side {
+                Reporter::Source => r.received_bytes(n),
+                Reporter::Destination => r.sent_bytes(n),
+            }
+        }
+    }
+
+    /// The error for a write on a stream that no longer sends.
+    fn closed_error(&mut self, cx: &mut Context<'_>) -> io::Error {
+        match self.send.poll_reset(cx) {
+            Poll::Ready(Ok(reason)) => io::Error::new(
+                if reason == h2::Reason::NO_ERROR || reason == h2::Reason::CANCEL {
+                    io::ErrorKind::BrokenPipe
+                } else {
+                    io::ErrorKind::ConnectionReset
+                },
+                h2::Error::from(reason),
+            ),
+            Poll::Ready(Err(e)) => h2_to_io(e),
+            Poll::Pending => io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream closed"),
+        }
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        if let Some(r) = self.recorder.take() {
+            r.closed();
+        }
+    }
+}
+
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending[..n]);
+                this.pending.advance(n);
+                // Window goes back only as the application consumes, so
+                // the peer cannot outrun a slow reader by more than a window.
+                // An error here means the stream is already gone; the next
+                // poll_data says how.
+                let _ = this.recv.flow_control().release_capacity(n);
+                this.count_read(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_done {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(chunk)) => this.pending = chunk,
+                Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) && e.is_remote() => {
+                    // RST_STREAM(NO_ERROR): the peer is done; nothing more
+                    // will arrive.
+                    this.read_done = true;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => this.read_done = true,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.write_done {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "HBONE tunnel already shut down for writing",
+            )));
+        }
+        // h2 takes the reservation as a u32: bound it (a write may be
+        // partial anyway).
+        this.send.reserve_capacity(buf.len().min(MAX_RESERVE));
+        loop {
+            let available = this.send.capacity();
+            if available > 0 {
+                let n = available.min(buf.len());
+                this.send
+                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .map_err(h2_to_io)?;
+                this.count_written(n);
+                return Poll::Ready(Ok(n));
+            }
+            match ready!(this.send.poll_capacity(cx)) {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => return Poll::Ready(Err(this.closed_error(cx))),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Data handed to h2 is written by the connection task.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.write_done {
+            return Poll::Ready(Ok(()));
+        }
+        this.write_done = true;
+        // Nothing more will be written: give back any reservation.
+        this.send.reserve_capacity(0);
+        match this.send.send_data(Bytes::new(), true) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(_) => Poll::Ready(Err(this.closed_error(cx))),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! HBONE over real mutual TLS and real sockets on 127.0.0.1, with
+//! credentials minted by appnet-identity's CA. One test binary; the
+//! modules group the scenarios.
+
+mod abuse;
+mod common;
+mod double;
+mod envoy;
+mod keepalive;
+mod pool;
+mod refusals;
+#[cfg(feature = "prometheus")]
+mod telemetry;
+mod tunnel;
