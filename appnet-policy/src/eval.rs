@@ -231,9 +231,10 @@ fn first_match(compiled: &CompiledPolicy, req: &Request, view: View) -> Option<u
 /// namespace.
 ///
 /// Building the set precompiles every policy (its L4 treatment and
-/// diagnostics) and indexes it by namespace, label selector and
-/// `targetRefs`; [`PolicySet::evaluate`] then only looks at the policies
-/// attached to the destination.
+/// diagnostics) and indexes it by namespace, label selector, `targetRefs`
+/// and `namespace/name` (for [`Attachment::Listed`] workloads);
+/// [`PolicySet::evaluate`] then only looks at the policies attached to the
+/// destination.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     root_namespace: String,

@@ -8,6 +8,12 @@
 //! - evaluates a [`Request`] for a [`Destination`] in Istio's order — CUSTOM,
 //!   then DENY, then ALLOW — with AUDIT marks, dry-run outcomes and
 //!   diagnostics ([`PolicySet::evaluate`]);
+//! - behind feature `xds`: converts Istio's WDS `istio.security.Authorization`
+//!   (what a node proxy is fed over xDS) into the same model and back
+//!   (`TryFrom`, `from_wds`, `to_wds`), so a node proxy fed over xDS — its
+//!   workloads attached as [`Attachment::Listed`] — evaluates identically to
+//!   one fed YAML; constructs with no exact counterpart are refused with an
+//!   `XdsPolicyError`;
 //! - offers two views: [`View::L7`] (a waypoint sees HTTP) and [`View::L4`]
 //!   (a node proxy does not). At L4 an ALLOW rule that needs HTTP attributes
 //!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
@@ -63,6 +69,8 @@ mod matching;
 mod model;
 mod parse;
 mod ratelimit;
+#[cfg(feature = "xds")]
+mod xds;
 
 pub use eval::{
     Attachment, Claim, DEFAULT_ROOT_NAMESPACE, Decision, Destination, Diagnostic, DryRunOutcome,
@@ -84,3 +92,5 @@ pub use ratelimit::{
 pub use ratelimit::{
     RateLimit, RateLimitBody, RateLimitLayer, RateLimitResponseFuture, UsageRecorder,
 };
+#[cfg(feature = "xds")]
+pub use xds::{NoWdsFormReason, UnsupportedReason, XdsPolicyError, from_wds, to_wds};
