@@ -2,7 +2,7 @@
 //! in Istio's order (CUSTOM → DENY → ALLOW), with the L4 downgrade rules of
 //! a node proxy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::index::{CompiledPolicy, L4Mode, ScopeIndex};
@@ -32,6 +32,20 @@ pub enum Attachment {
     Waypoint {
         /// The Gateway, GatewayClass, Service or ServiceEntry being served.
         targets: Vec<TargetRef>,
+    },
+    /// A workload described by WDS (node proxy fed over xDS): namespace-wide
+    /// and mesh-wide policies apply by namespace as for
+    /// [`Attachment::Workload`], and a [`Scope::Selector`] or
+    /// [`Scope::Named`] policy applies iff its `namespace/name` is listed
+    /// (the control plane lists exactly the selector policies that select
+    /// the workload; labels are not consulted).
+    ///
+    /// [`Scope::Selector`]: crate::Scope::Selector
+    /// [`Scope::Named`]: crate::Scope::Named
+    Listed {
+        /// The WDS `Workload.authorization_policies`: policy keys
+        /// (`namespace/name`).
+        policies: BTreeSet<String>,
     },
 }
 
@@ -217,9 +231,10 @@ fn first_match(compiled: &CompiledPolicy, req: &Request, view: View) -> Option<u
 /// namespace.
 ///
 /// Building the set precompiles every policy (its L4 treatment and
-/// diagnostics) and indexes it by namespace, label selector and
-/// `targetRefs`; [`PolicySet::evaluate`] then only looks at the policies
-/// attached to the destination.
+/// diagnostics) and indexes it by namespace, label selector, `targetRefs`
+/// and `namespace/name` (for [`Attachment::Listed`] workloads);
+/// [`PolicySet::evaluate`] then only looks at the policies attached to the
+/// destination.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     root_namespace: String,

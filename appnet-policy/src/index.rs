@@ -3,9 +3,10 @@
 //!
 //! A mesh holds policies for many namespaces, workloads and waypoints, but a
 //! decision only needs those that attach to its destination. The index maps
-//! each way of attaching (namespace, label selector, `targetRefs`) to the
-//! policies using it, so the cost of a decision follows the number of
-//! policies attached to the destination, not the number in the mesh.
+//! each way of attaching (namespace, label selector, `targetRefs`, and for
+//! WDS-listed workloads the `namespace/name` key) to the policies using it,
+//! so the cost of a decision follows the number of policies attached to the
+//! destination, not the number in the mesh.
 
 use std::collections::HashMap;
 
@@ -94,6 +95,9 @@ pub(crate) struct ScopeIndex {
     namespace: HashMap<String, Vec<u32>>,
     /// `Scope::Selector` policies by their namespace.
     selector: HashMap<String, SelectorIndex>,
+    /// `Scope::Selector` and `Scope::Named` policies by `namespace/name`
+    /// (what an [`Attachment::Listed`] workload names).
+    by_key: HashMap<String, Vec<u32>>,
     /// `Scope::TargetRefs` policies by their namespace, then by the name of
     /// each reference (kind and group are checked on lookup).
     target_refs: HashMap<String, HashMap<String, Vec<u32>>>,
@@ -113,7 +117,17 @@ impl ScopeIndex {
                     .entry(p.namespace.clone())
                     .or_default()
                     .push(id),
+                Scope::Named => index
+                    .by_key
+                    .entry(compiled.key.clone())
+                    .or_default()
+                    .push(id),
                 Scope::Selector(labels) => {
+                    index
+                        .by_key
+                        .entry(compiled.key.clone())
+                        .or_default()
+                        .push(id);
                     let sel = index.selector.entry(p.namespace.clone()).or_default();
                     match labels.iter().next() {
                         None => sel.all.push(id),
@@ -170,6 +184,18 @@ impl ScopeIndex {
                                 out.extend_from_slice(ids);
                             }
                         }
+                    }
+                }
+            }
+            Attachment::Listed { policies: listed } => {
+                for ns in namespaces {
+                    if let Some(ids) = self.namespace.get(*ns) {
+                        out.extend_from_slice(ids);
+                    }
+                }
+                for key in listed {
+                    if let Some(ids) = self.by_key.get(key) {
+                        out.extend_from_slice(ids);
                     }
                 }
             }

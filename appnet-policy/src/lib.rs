@@ -12,6 +12,12 @@
 //!   indexed by where they attach (namespace, root namespace, selector
 //!   labels, `targetRefs`), so a decision looks only at the policies attached
 //!   to its destination, whatever the size of the mesh;
+//! - behind feature `xds`: converts Istio's WDS `istio.security.Authorization`
+//!   (what a node proxy is fed over xDS) into the same model and back
+//!   (`TryFrom`, `from_wds`, `to_wds`), so a node proxy fed over xDS — its
+//!   workloads attached as [`Attachment::Listed`] — evaluates identically to
+//!   one fed YAML; constructs with no exact counterpart are refused with an
+//!   `XdsPolicyError`;
 //! - offers two views: [`View::L7`] (a waypoint sees HTTP) and [`View::L4`]
 //!   (a node proxy does not). At L4 an ALLOW rule that needs HTTP attributes
 //!   matches nothing, and a DENY/AUDIT/CUSTOM rule that uses them is enforced
@@ -30,11 +36,12 @@
 //! - takes every random choice from an injected [`Random`]
 //!   ([`SeededRandom`] makes tests deterministic).
 //!
-//! Features: `tower` (off by default) adds the rate-limit HTTP middleware.
+//! Features (both off by default): `tower` adds the rate-limit HTTP
+//! middleware; `xds` adds the WDS `Authorization` conversions (and depends on
+//! appnet-xds).
 //!
-//! What it does not do yet: the `xds` conversions of Istio WDS
-//! `Authorization` messages, and attaching fault injection to routes (the
-//! two are usable side by side). Evaluation, routing and rate limiting are
+//! What it does not do yet: attach fault injection to routes (the two are
+//! usable side by side). Evaluation, routing and rate limiting are
 //! pure: no tokio, no sockets, no clock or randomness of their own.
 //!
 //! # Example
@@ -89,6 +96,8 @@ mod parse;
 mod random;
 mod ratelimit;
 mod route;
+#[cfg(feature = "xds")]
+mod xds;
 
 pub use eval::{
     Attachment, Claim, DEFAULT_ROOT_NAMESPACE, Decision, Destination, Diagnostic, DryRunOutcome,
@@ -123,3 +132,5 @@ pub use route::{
     RouteMatch, RouteOutcome, RouteRequest, RouteRetry, RouteRule, RouteTimeouts, Router,
     UrlRewrite, ValueMatch, parse_http_routes,
 };
+#[cfg(feature = "xds")]
+pub use xds::{NoWdsFormReason, UnsupportedReason, XdsPolicyError, from_wds, to_wds};

@@ -165,6 +165,10 @@ pub(crate) fn applies(
         (Scope::Selector(sel), Attachment::Workload { labels }) => {
             ns_ok && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
         }
+        (Scope::Namespace, Attachment::Listed { .. }) => ns_ok,
+        (Scope::Selector(_) | Scope::Named, Attachment::Listed { policies }) => {
+            policies.contains(&policy.key())
+        }
         (Scope::TargetRefs(refs), Attachment::Waypoint { targets }) => {
             (policy.namespace == dest.namespace
                 || refs.iter().all(|r| r.kind == "GatewayClass")

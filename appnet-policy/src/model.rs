@@ -31,6 +31,11 @@ pub enum Scope {
     /// Waypoint attachment: Gateway, GatewayClass, Service or ServiceEntry
     /// references.
     TargetRefs(Vec<TargetRef>),
+    /// Applies only to workloads that list this policy by `namespace/name`
+    /// ([`Attachment::Listed`](crate::Attachment::Listed)), never by labels:
+    /// the WDS `WORKLOAD_SELECTOR` scope, where the control plane has already
+    /// resolved the selector into each workload's `authorization_policies`.
+    Named,
 }
 
 /// A `targetRefs` entry.

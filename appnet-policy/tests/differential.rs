@@ -171,6 +171,7 @@ fn arb_scope() -> impl Strategy<Value = Scope> {
         )
         .prop_map(Scope::Selector),
         proptest::collection::vec(arb_target(), 1..3).prop_map(Scope::TargetRefs),
+        Just(Scope::Named),
     ]
 }
 
@@ -214,6 +215,13 @@ fn arb_destination() -> impl Strategy<Value = Destination> {
             }),
             proptest::collection::vec(arb_target(), 0..3)
                 .prop_map(|targets| Attachment::Waypoint { targets }),
+            // Keys of the form `arb_policies` makes (`ns/p{i}`), some of which
+            // no policy has.
+            proptest::collection::btree_set(
+                (pick(NAMESPACES), 0..13usize).prop_map(|(ns, i)| format!("{ns}/p{i}")),
+                0..5
+            )
+            .prop_map(|policies| Attachment::Listed { policies }),
         ],
     )
         .prop_map(|(ns, attachment)| Destination {

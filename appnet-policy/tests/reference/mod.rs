@@ -54,6 +54,12 @@ fn attaches(p: &AuthorizationPolicy, dest: &Destination, root: &str) -> bool {
         (Scope::Selector(sel), Attachment::Workload { labels }) => {
             same_or_root && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
         }
+        // A WDS workload: namespace and mesh policies by namespace; selector
+        // and named policies only when the workload lists them.
+        (Scope::Namespace, Attachment::Listed { .. }) => same_or_root,
+        (Scope::Selector(_) | Scope::Named, Attachment::Listed { policies }) => {
+            policies.iter().any(|listed| *listed == key(p))
+        }
         (Scope::TargetRefs(refs), Attachment::Waypoint { targets }) => {
             let ns_ok = p.namespace == dest.namespace
                 || (p.namespace == root && refs.iter().all(|r| r.kind == "GatewayClass"));
