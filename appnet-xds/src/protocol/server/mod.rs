@@ -1,0 +1,547 @@
+//! The server side of one xDS stream.
+
+mod state;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use state::{TypeState, Work};
+
+use super::subscription::Diff;
+use super::{
+    DeltaDiscoveryRequest, DiscoveryRequest, Node, ProtocolError, Request, ResourceStore, Response,
+    Status, TypeTable, Variant,
+};
+
+/// Default maximum encoded response size: 4 MiB, gRPC's default limit.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Settings for server streams.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest encoded response the stream may produce. Delta responses are
+    /// split to fit (the rest follows after the ACK); a state-of-the-world
+    /// response cannot be split and is refused with
+    /// [`ProtocolError::MessageTooLarge`], as is a single delta resource
+    /// larger than the limit.
+    pub max_message_size: usize,
+    /// Per-type rules: full-state types and ADS ordering.
+    pub types: TypeTable,
+    /// Refuse a stream whose first request carries no node.
+    pub require_node: bool,
+    /// How long a response may stay un-acknowledged before
+    /// [`ServerStream::handle_timeout`] reports it (`None`: forever).
+    pub ack_timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            types: TypeTable::default(),
+            require_node: false,
+            ack_timeout: None,
+        }
+    }
+}
+
+/// What a stream carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Aggregated discovery (ADS): any number of types on one stream, which
+    /// the server orders make-before-break.
+    Aggregated,
+    /// A per-type service (`StreamClusters`, `DeltaListeners`, ...) for this
+    /// type URL; requests may leave `type_url` empty.
+    Single(String),
+}
+
+/// A response sent and not yet answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outstanding {
+    /// Its nonce.
+    pub nonce: String,
+    /// Its version (`version_info` or `system_version_info`).
+    pub version: String,
+    /// When it was produced.
+    pub sent_at: Instant,
+}
+
+/// An acknowledged response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// The version the client accepted.
+    pub version: String,
+    /// The nonce of the acknowledged response.
+    pub nonce: String,
+    /// When the ACK arrived.
+    pub at: Instant,
+}
+
+/// A rejected response (the request carried `error_detail`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nack {
+    /// The nonce of the rejected response.
+    pub nonce: String,
+    /// The version the server sent and the client rejected.
+    pub rejected_version: String,
+    /// The version the client reports it still runs (its last accepted).
+    pub client_version: String,
+    /// `error_detail.code`.
+    pub code: i32,
+    /// `error_detail.message`: the client's reasons.
+    pub message: String,
+    /// When the NACK arrived.
+    pub at: Instant,
+}
+
+/// How a request relates to the responses sent so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AckState {
+    /// No response of this type was answered: an initial request, or one
+    /// sent before any response arrived.
+    Initial,
+    /// The request acknowledged the latest response.
+    Acked(Acked),
+    /// The request rejected the latest response. The server will not send
+    /// the same content again; it sends again when a resource changes.
+    Nacked(Nack),
+    /// The request names the latest nonce, which was already answered: a
+    /// pure subscription change.
+    Repeat,
+    /// The request names an older nonce. In state of the world the whole
+    /// request is ignored (a newer response is on its way); in delta only
+    /// its ACK/NACK is, and subscription changes still apply.
+    Stale {
+        /// The stale nonce.
+        nonce: String,
+    },
+}
+
+/// What a request changed in the subscription.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionChange {
+    /// Names newly subscribed.
+    pub added: Vec<String>,
+    /// Names unsubscribed.
+    pub removed: Vec<String>,
+    /// The new wildcard flag, if it changed.
+    pub wildcard: Option<bool>,
+    /// Names the client unsubscribed without ever having subscribed: a no-op.
+    pub not_subscribed: Vec<String>,
+}
+
+/// The result of handling one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestOutcome {
+    /// The request's type (filled in on per-type streams).
+    pub type_url: String,
+    /// ACK, NACK, initial or stale.
+    pub ack: AckState,
+    /// Subscription changes applied.
+    pub subscription: SubscriptionChange,
+}
+
+/// One type's state on a stream, for status pages and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TypeStatus {
+    /// The type URL.
+    pub type_url: String,
+    /// Whether the client subscribes to every resource of the type.
+    pub wildcard: bool,
+    /// Names subscribed explicitly.
+    pub names: Vec<String>,
+    /// The last acknowledged response.
+    pub acked: Option<Acked>,
+    /// The last rejected response.
+    pub last_nack: Option<Nack>,
+    /// The response waiting for an ACK or NACK.
+    pub outstanding: Option<Outstanding>,
+    /// Responses sent for this type.
+    pub responses: u64,
+    /// Resources the client was last sent (by name).
+    pub resources_sent: usize,
+}
+
+/// The server side of one xDS stream (state of the world or delta; ADS or
+/// per-type), as a plain state machine.
+///
+/// The shell calls [`Self::handle_request`] for each request received and
+/// [`Self::poll_response`] (against the same [`ResourceStore`] each time)
+/// whenever a request arrived or the store's generation moved, sending each
+/// response it returns until it returns `Ok(None)`.
+///
+/// Per type, at most one response is outstanding: further changes wait for
+/// its ACK or NACK and are then sent coalesced, so a client that never
+/// answers costs one pending response, not a queue. A rejected (NACKed)
+/// content is never re-sent; the next change is. Across types (ADS), updates
+/// go out make-before-break: in [`TypeTable`] order (CDS → EDS → LDS → RDS by
+/// default), and removals only after every pending update, referrers first.
+#[derive(Clone, Debug)]
+pub struct ServerStream {
+    variant: Variant,
+    kind: StreamKind,
+    config: ServerConfig,
+    stream_id: u64,
+    nonces: u64,
+    node: Option<Node>,
+    first_seen: bool,
+    types: BTreeMap<String, TypeState>,
+    errors: Vec<ProtocolError>,
+}
+
+impl ServerStream {
+    /// A new stream. `stream_id` makes its nonces unique across the server's
+    /// streams (nonces are `<stream_id in hex>-<counter>`), so a nonce from
+    /// an earlier connection is never mistaken for a current one.
+    pub fn new(variant: Variant, kind: StreamKind, config: ServerConfig, stream_id: u64) -> Self {
+        Self {
+            variant,
+            kind,
+            config,
+            stream_id,
+            nonces: 0,
+            node: None,
+            first_seen: false,
+            types: BTreeMap::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The protocol variant.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// ADS or per-type.
+    pub fn kind(&self) -> &StreamKind {
+        &self.kind
+    }
+
+    /// The node from the stream's first request; later ones are ignored.
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// Handles one request.
+    ///
+    /// # Errors
+    /// [`ProtocolError::WrongVariant`], [`ProtocolError::MissingTypeUrl`],
+    /// [`ProtocolError::TypeMismatch`] or [`ProtocolError::MissingNode`]; the
+    /// request is then ignored and the stream's state is unchanged.
+    pub fn handle_request(
+        &mut self,
+        request: impl Into<Request>,
+        now: Instant,
+    ) -> Result<RequestOutcome, ProtocolError> {
+        match (request.into(), self.variant) {
+            (Request::Sotw(r), Variant::Sotw) => self.handle_sotw(r, now),
+            (Request::Delta(r), Variant::Delta) => self.handle_delta(r, now),
+            _ => Err(ProtocolError::WrongVariant {
+                expected: self.variant,
+            }),
+        }
+    }
+
+    fn resolve_type(&self, type_url: &str) -> Result<String, ProtocolError> {
+        match &self.kind {
+            StreamKind::Aggregated if type_url.is_empty() => Err(ProtocolError::MissingTypeUrl),
+            StreamKind::Aggregated => Ok(type_url.to_owned()),
+            StreamKind::Single(t) if type_url.is_empty() || type_url == t => Ok(t.clone()),
+            StreamKind::Single(t) => Err(ProtocolError::TypeMismatch {
+                expected: t.clone(),
+                got: type_url.to_owned(),
+            }),
+        }
+    }
+
+    fn take_node(&mut self, node: Option<Node>) -> Result<(), ProtocolError> {
+        if self.first_seen {
+            return Ok(());
+        }
+        if node.is_none() && self.config.require_node {
+            return Err(ProtocolError::MissingNode);
+        }
+        self.first_seen = true;
+        self.node = node;
+        Ok(())
+    }
+
+    fn type_state(&mut self, type_url: &str) -> &mut TypeState {
+        let rule = self.config.types.rule(type_url);
+        self.types
+            .entry(type_url.to_owned())
+            .or_insert_with(|| TypeState::new(type_url.to_owned(), rule))
+    }
+
+    fn handle_sotw(
+        &mut self,
+        req: DiscoveryRequest,
+        now: Instant,
+    ) -> Result<RequestOutcome, ProtocolError> {
+        let type_url = self.resolve_type(&req.type_url)?;
+        self.take_node(req.node)?;
+        let t = self.type_state(&type_url);
+        if is_stale(t, &req.response_nonce) {
+            return Ok(RequestOutcome {
+                type_url,
+                ack: AckState::Stale {
+                    nonce: req.response_nonce,
+                },
+                subscription: SubscriptionChange::default(),
+            });
+        }
+        t.requests += 1;
+        let ack = resolve(
+            t,
+            &req.response_nonce,
+            &req.version_info,
+            req.error_detail,
+            now,
+        );
+        let newly: Vec<String> = req
+            .resource_names
+            .iter()
+            .filter(|n| !t.sub.covers(n))
+            .cloned()
+            .collect();
+        let diff = t.sub.apply_sotw(&req.resource_names);
+        t.note_diff(&diff, &newly, Variant::Sotw);
+        if t.requests == 1 {
+            t.must_respond = true;
+        }
+        Ok(outcome(type_url, ack, diff, t.sub.wildcard))
+    }
+
+    fn handle_delta(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+        now: Instant,
+    ) -> Result<RequestOutcome, ProtocolError> {
+        let type_url = self.resolve_type(&req.type_url)?;
+        self.take_node(req.node)?;
+        let t = self.type_state(&type_url);
+        let first = t.requests == 0;
+        t.requests += 1;
+        let ack = if is_stale(t, &req.response_nonce) {
+            AckState::Stale {
+                nonce: req.response_nonce,
+            }
+        } else {
+            resolve(t, &req.response_nonce, "", req.error_detail, now)
+        };
+        let newly: Vec<String> = req
+            .resource_names_subscribe
+            .iter()
+            .filter(|n| !t.sub.covers(n))
+            .cloned()
+            .collect();
+        let diff = t.sub.apply_delta(
+            &req.resource_names_subscribe,
+            &req.resource_names_unsubscribe,
+            first,
+        );
+        t.note_diff(&diff, &newly, Variant::Delta);
+        if first {
+            let initial = req.initial_resource_versions.into_iter().collect();
+            t.note_initial_versions(&initial);
+            t.must_respond = true;
+        }
+        Ok(outcome(type_url, ack, diff, t.sub.wildcard))
+    }
+
+    /// The next response to send, if any, computed from `store` (which must
+    /// be the same store on every call).
+    ///
+    /// # Errors
+    /// [`ProtocolError::MessageTooLarge`] once for content that cannot be
+    /// sent within [`ServerConfig::max_message_size`]; that content is
+    /// skipped until it changes, and polling may continue.
+    pub fn poll_response(
+        &mut self,
+        store: &ResourceStore,
+        now: Instant,
+    ) -> Result<Option<Response>, ProtocolError> {
+        // Each round either sends, reports, or marks unsendable content
+        // done, so this terminates well within the bound.
+        for _ in 0..=2 * self.types.len() + 2 {
+            if let Some(e) = self.errors.pop() {
+                return Err(e);
+            }
+            let variant = self.variant;
+            let mut works: Vec<(String, Work, u32, u32, bool)> = self
+                .types
+                .values_mut()
+                .filter(|t| t.requests > 0)
+                .map(|t| {
+                    let work = t.settle(store, variant);
+                    let busy = t.outstanding.is_some();
+                    (
+                        t.type_url.clone(),
+                        work,
+                        t.rule.make_rank,
+                        t.rule.break_rank,
+                        busy,
+                    )
+                })
+                .collect();
+            works.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+            let mut pick = works.iter().find(|w| w.1.make).map(|w| (w, false));
+            if pick.is_none() {
+                works.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
+                pick = works.iter().find(|w| w.1.removal).map(|w| (w, true));
+            }
+            let Some(((type_url, _, _, _, busy), removal_phase)) = pick else {
+                return Ok(None);
+            };
+            if *busy {
+                // Strict order: nothing overtakes a type that waits for its ACK.
+                return Ok(None);
+            }
+            let type_url = type_url.clone();
+            self.nonces += 1;
+            let nonce = format!("{:x}-{}", self.stream_id, self.nonces);
+            let limit = self.config.max_message_size;
+            let Some(t) = self.types.get_mut(&type_url) else {
+                return Ok(None);
+            };
+            match self.variant {
+                Variant::Sotw => {
+                    return t
+                        .build_sotw(store, removal_phase, &nonce, limit, now)
+                        .map(|r| Some(Response::Sotw(r)));
+                }
+                Variant::Delta => {
+                    let built =
+                        t.build_delta(store, removal_phase, &nonce, limit, now, &mut self.errors);
+                    if let Some(r) = built {
+                        return Ok(Some(Response::Delta(r)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// When [`Self::handle_timeout`] should next be called (the earliest
+    /// ACK deadline), if an ACK timeout is configured and a response waits.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.config.ack_timeout?;
+        self.types
+            .values()
+            .filter_map(|t| t.outstanding.as_ref())
+            .map(|o| o.sent_at + timeout)
+            .min()
+    }
+
+    /// Checks ACK deadlines. The stream's state is not changed.
+    ///
+    /// # Errors
+    /// [`ProtocolError::AckTimeout`] for a response un-acknowledged past
+    /// [`ServerConfig::ack_timeout`]; the shell should close the stream.
+    pub fn handle_timeout(&self, now: Instant) -> Result<(), ProtocolError> {
+        let Some(timeout) = self.config.ack_timeout else {
+            return Ok(());
+        };
+        for t in self.types.values() {
+            if let Some(o) = &t.outstanding
+                && now.saturating_duration_since(o.sent_at) >= timeout
+            {
+                return Err(ProtocolError::AckTimeout {
+                    type_url: t.type_url.clone(),
+                    nonce: o.nonce.clone(),
+                    timeout,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-type status, by type URL.
+    pub fn status(&self) -> Vec<TypeStatus> {
+        self.types
+            .values()
+            .map(|t| TypeStatus {
+                type_url: t.type_url.clone(),
+                wildcard: t.sub.wildcard,
+                names: t.sub.names.iter().cloned().collect(),
+                acked: t.acked.clone(),
+                last_nack: t.last_nack.clone(),
+                outstanding: t.outstanding.clone(),
+                responses: t.responses,
+                resources_sent: t.sent.values().filter(|v| v.is_some()).count(),
+            })
+            .collect()
+    }
+
+    /// The status of one type, if the client ever asked for it.
+    pub fn type_status(&self, type_url: &str) -> Option<TypeStatus> {
+        self.status().into_iter().find(|s| s.type_url == type_url)
+    }
+}
+
+/// A non-empty nonce that is not the latest sent for the type. Before any
+/// response was sent every nonce is accepted (a client may carry one over
+/// from an earlier connection).
+fn is_stale(t: &TypeState, nonce: &str) -> bool {
+    match &t.latest_nonce {
+        Some(latest) => !nonce.is_empty() && nonce != latest,
+        None => false,
+    }
+}
+
+fn resolve(
+    t: &mut TypeState,
+    nonce: &str,
+    client_version: &str,
+    error: Option<Status>,
+    now: Instant,
+) -> AckState {
+    if nonce.is_empty() || t.latest_nonce.is_none() {
+        return AckState::Initial;
+    }
+    let Some(sent) = t.outstanding.take_if(|o| o.nonce == nonce) else {
+        return AckState::Repeat;
+    };
+    match error {
+        Some(status) => {
+            let nack = Nack {
+                nonce: sent.nonce,
+                rejected_version: sent.version,
+                client_version: client_version.to_owned(),
+                code: status.code,
+                message: status.message,
+                at: now,
+            };
+            t.last_nack = Some(nack.clone());
+            AckState::Nacked(nack)
+        }
+        None => {
+            let acked = Acked {
+                version: sent.version,
+                nonce: sent.nonce,
+                at: now,
+            };
+            t.acked = Some(acked.clone());
+            AckState::Acked(acked)
+        }
+    }
+}
+
+fn outcome(type_url: String, ack: AckState, diff: Diff, wildcard_now: bool) -> RequestOutcome {
+    RequestOutcome {
+        type_url,
+        ack,
+        subscription: SubscriptionChange {
+            added: diff.added,
+            removed: diff.removed,
+            wildcard: diff.wildcard_changed.then_some(wildcard_now),
+            not_subscribed: diff.not_subscribed,
+        },
+    }
+}
