@@ -102,8 +102,19 @@ pub(super) fn sotw(
         }
         named.push((name, any));
     }
+    t.shadow.clear();
     for (name, any) in named {
-        if !t.wanted.covers(&name) {
+        if !t.tracks(&name) {
+            if validator.validate(&t.type_url, &name, &any).is_ok() {
+                let version = ev.version.clone();
+                t.shadow.insert(
+                    name,
+                    AcceptedResource {
+                        version,
+                        resource: any,
+                    },
+                );
+            }
             continue;
         }
         match validator.validate(&t.type_url, &name, &any) {
@@ -163,7 +174,7 @@ pub(super) fn delta(
     }
     for resource in r.resources {
         let name = resource.name;
-        if !t.wanted.covers(&name) {
+        if !t.tracks(&name) {
             continue;
         }
         let verdict = match resource.resource {

@@ -124,6 +124,12 @@ struct ClientType {
     nonce: String,
     version: String,
     resources: BTreeMap<String, AcceptedResource>,
+    /// SotW only: valid resources of the latest response that the client no
+    /// longer wants but the server may still think it does (its
+    /// unsubscription may have been ignored as stale). Re-subscribing takes
+    /// them from here, since the server will not resend what it believes the
+    /// client has.
+    shadow: BTreeMap<String, AcceptedResource>,
     request_due: bool,
     error: Option<super::Status>,
     last_nack: Option<String>,
@@ -141,15 +147,51 @@ impl ClientType {
             nonce: String::new(),
             version: String::new(),
             resources: BTreeMap::new(),
+            shadow: BTreeMap::new(),
             request_due: false,
             error: None,
             last_nack: None,
         }
     }
 
-    fn forget_uncovered(&mut self) {
-        let wanted = &self.wanted;
-        self.resources.retain(|name, _| wanted.covers(name));
+    /// Whether a received resource is kept: the client wants it, or the
+    /// server may still think so (an unsubscription not yet sent, after
+    /// which it is dropped).
+    fn tracks(&self, name: &str) -> bool {
+        self.wanted.covers(name) || self.announced.covers(name)
+    }
+
+    /// Drops resources the subscription no longer covers (into the shadow
+    /// in state of the world).
+    fn forget_uncovered(&mut self, variant: Variant) {
+        let uncovered: Vec<String> = self
+            .resources
+            .keys()
+            .filter(|n| !self.wanted.covers(n))
+            .cloned()
+            .collect();
+        for name in uncovered {
+            if let Some(r) = self.resources.remove(&name)
+                && variant == Variant::Sotw
+            {
+                self.shadow.insert(name, r);
+            }
+        }
+    }
+
+    /// Takes back shadowed resources the subscription covers again.
+    fn restore_covered(&mut self) {
+        let covered: Vec<String> = self
+            .shadow
+            .keys()
+            .filter(|n| self.wanted.covers(n))
+            .cloned()
+            .collect();
+        for name in covered {
+            if let Some(r) = self.shadow.remove(&name) {
+                self.resources.insert(name, r);
+            }
+        }
     }
 }
 
@@ -234,6 +276,7 @@ impl ClientStream {
                 t.request_due = true;
             }
         }
+        t.restore_covered();
         Ok(())
     }
 
@@ -245,8 +288,10 @@ impl ClientStream {
         self.subscribe(type_url, [WILDCARD])
     }
 
-    /// Unsubscribes names (never-subscribed names are ignored); resources no
-    /// longer covered are dropped. Returns how many names were subscribed.
+    /// Unsubscribes names (never-subscribed names are ignored). Resources no
+    /// longer covered are dropped when the change is sent (so an unsubscribe
+    /// undone before then loses nothing). Returns how many names were
+    /// subscribed.
     ///
     /// # Errors
     /// [`ProtocolError::TypeMismatch`] on a per-type stream for another type.
@@ -273,7 +318,6 @@ impl ClientStream {
         }
         if count > 0 {
             t.request_due = true;
-            t.forget_uncovered();
         }
         Ok(count)
     }
@@ -298,6 +342,8 @@ impl ClientStream {
             t.started = false;
             t.nonce.clear();
             t.error = None;
+            t.forget_uncovered(self.variant);
+            t.shadow.clear();
             t.request_due = !t.wanted.is_empty();
         }
     }
@@ -313,6 +359,7 @@ impl ClientStream {
             if !t.started && t.wanted.is_empty() && t.nonce.is_empty() {
                 // Nothing to ask for, nothing to answer: an empty first
                 // request would read as the legacy wildcard.
+                t.forget_uncovered(self.variant);
                 continue;
             }
             let node = if self.node_sent {
@@ -325,6 +372,7 @@ impl ClientStream {
                 Variant::Delta => Request::Delta(delta_request(t, node)),
             };
             t.started = true;
+            t.forget_uncovered(self.variant);
             self.node_sent = true;
             return Some(request);
         }

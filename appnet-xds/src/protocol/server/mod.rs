@@ -10,7 +10,7 @@ use state::{TypeState, Work};
 use super::subscription::Diff;
 use super::{
     DeltaDiscoveryRequest, DiscoveryRequest, Node, ProtocolError, Request, ResourceStore, Response,
-    Status, TypeTable, Variant,
+    Status, TypeTable, Variant, WILDCARD,
 };
 
 /// Default maximum encoded response size: 4 MiB, gRPC's default limit.
@@ -304,14 +304,12 @@ impl ServerStream {
             req.error_detail,
             now,
         );
-        let newly: Vec<String> = req
-            .resource_names
-            .iter()
-            .filter(|n| !t.sub.covers(n))
-            .cloned()
-            .collect();
+        let before = t.uncertain_covered();
         let diff = t.sub.apply_sotw(&req.resource_names);
-        t.note_diff(&diff, &newly, Variant::Sotw);
+        t.note_diff(&diff, &diff.added, Variant::Sotw);
+        if matches!(ack, AckState::Acked(_) | AckState::Nacked(_)) {
+            t.settle_uncertain(&before);
+        }
         if t.requests == 1 {
             t.must_respond = true;
         }
@@ -335,18 +333,25 @@ impl ServerStream {
         } else {
             resolve(t, &req.response_nonce, "", req.error_detail, now)
         };
+        // Every name subscribed is (re)sent, even one the wildcard already
+        // covered: the client may have dropped it while its view of the
+        // subscription and ours differed.
         let newly: Vec<String> = req
             .resource_names_subscribe
             .iter()
-            .filter(|n| !t.sub.covers(n))
+            .filter(|n| n.as_str() != WILDCARD)
             .cloned()
             .collect();
+        let before = t.uncertain_covered();
         let diff = t.sub.apply_delta(
             &req.resource_names_subscribe,
             &req.resource_names_unsubscribe,
             first,
         );
         t.note_diff(&diff, &newly, Variant::Delta);
+        if matches!(ack, AckState::Acked(_) | AckState::Nacked(_)) {
+            t.settle_uncertain(&before);
+        }
         if first {
             let initial = req.initial_resource_versions.into_iter().collect();
             t.note_initial_versions(&initial);
@@ -508,6 +513,7 @@ fn resolve(
     let Some(sent) = t.outstanding.take_if(|o| o.nonce == nonce) else {
         return AckState::Repeat;
     };
+    t.answered();
     match error {
         Some(status) => {
             let nack = Nack {

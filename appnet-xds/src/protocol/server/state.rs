@@ -57,6 +57,12 @@ pub(super) struct TypeState {
     /// Store generation examined so far (`None`: examine everything).
     seen: Option<u64>,
     pub(super) outstanding: Option<Outstanding>,
+    /// Resources (name → version) in the outstanding response.
+    in_flight: BTreeMap<String, String>,
+    /// Resources the client unsubscribed while a response carrying them was
+    /// in flight: it may have taken them anyway if it subscribed again
+    /// before the response arrived. Settled when that response is answered.
+    uncertain: BTreeMap<String, String>,
     pub(super) latest_nonce: Option<String>,
     pub(super) acked: Option<Acked>,
     pub(super) last_nack: Option<Nack>,
@@ -75,6 +81,8 @@ impl TypeState {
             dirty: BTreeSet::new(),
             seen: None,
             outstanding: None,
+            in_flight: BTreeMap::new(),
+            uncertain: BTreeMap::new(),
             latest_nonce: None,
             acked: None,
             last_nack: None,
@@ -82,11 +90,26 @@ impl TypeState {
         }
     }
 
-    /// Records a subscription change: names that became wanted are (re)sent
-    /// unless they were already covered; everything touched is re-examined.
-    pub(super) fn note_diff(&mut self, diff: &Diff, newly_covered: &[String], variant: Variant) {
-        for name in newly_covered {
+    /// Records a subscription change: `resend` names are sent again even if
+    /// the client was sent them before; everything touched is re-examined.
+    pub(super) fn note_diff(&mut self, diff: &Diff, resend: &[String], variant: Variant) {
+        for name in resend {
             self.sent.remove(name);
+            self.dirty.insert(name.clone());
+        }
+        // The client drops what it unsubscribed when it says so: forget it
+        // now, so a later re-subscription is sent again.
+        let gone: Vec<String> = self
+            .sent
+            .keys()
+            .filter(|n| !self.sub.covers(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.sent.remove(&name);
+            if let Some(v) = self.in_flight.get(&name) {
+                self.uncertain.insert(name, v.clone());
+            }
         }
         self.dirty.extend(diff.added.iter().cloned());
         self.dirty.extend(diff.removed.iter().cloned());
@@ -95,6 +118,40 @@ impl TypeState {
         }
         if variant == Variant::Sotw && self.rule.full_state && !diff.added.is_empty() {
             self.must_respond = true;
+        }
+    }
+
+    /// The uncertain names the subscription covers now (before a request's
+    /// changes are applied).
+    pub(super) fn uncertain_covered(&self) -> BTreeSet<String> {
+        self.uncertain
+            .keys()
+            .filter(|n| self.sub.covers(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The outstanding response was answered: forget what it carried.
+    pub(super) fn answered(&mut self) {
+        self.in_flight.clear();
+    }
+
+    /// After the answer to the response that carried them: an uncertain
+    /// resource the client covered when that response arrived
+    /// (`covered_before`) and still covers was taken; one it covers only
+    /// since this request may be missing, so it is sent again; the rest are
+    /// gone.
+    pub(super) fn settle_uncertain(&mut self, covered_before: &BTreeSet<String>) {
+        for (name, version) in std::mem::take(&mut self.uncertain) {
+            if !self.sub.covers(&name) {
+                continue;
+            }
+            if covered_before.contains(&name) {
+                self.sent.insert(name.clone(), Some(version));
+            } else {
+                self.sent.remove(&name);
+            }
+            self.dirty.insert(name);
         }
     }
 
@@ -186,7 +243,14 @@ impl TypeState {
         work
     }
 
-    fn mark_sent(&mut self, nonce: &str, version: String, now: Instant) {
+    fn mark_sent(
+        &mut self,
+        nonce: &str,
+        version: String,
+        now: Instant,
+        in_flight: BTreeMap<String, String>,
+    ) {
+        self.in_flight = in_flight;
         self.must_respond = false;
         self.responses += 1;
         self.latest_nonce = Some(nonce.to_owned());
@@ -263,7 +327,12 @@ impl TypeState {
                 limit,
             });
         }
-        self.mark_sent(nonce, version, now);
+        let in_flight = self
+            .sent
+            .iter()
+            .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
+            .collect();
+        self.mark_sent(nonce, version, now, in_flight);
         Ok(response)
     }
 
@@ -352,7 +421,12 @@ impl TypeState {
             return None;
         }
         let version = response.system_version_info.clone();
-        self.mark_sent(nonce, version, now);
+        let in_flight = response
+            .resources
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
+        self.mark_sent(nonce, version, now, in_flight);
         Some(response)
     }
 }

@@ -1,0 +1,16 @@
+//! Replays the `xds_server_requests` fuzz seed corpus through the same entry
+//! point the fuzz target calls, so the target cannot rot.
+
+use std::path::PathBuf;
+
+#[test]
+fn xds_server_requests_corpus() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/xds_server_requests");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        appnet_xds::fuzzing_protocol::server_requests(&data);
+        count += 1;
+    }
+    assert!(count > 0, "the seed corpus is empty");
+}
