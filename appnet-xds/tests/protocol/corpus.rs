@@ -14,3 +14,12 @@ fn xds_server_requests_corpus() {
     }
     assert!(count > 0, "the seed corpus is empty");
 }
+
+proptest::proptest! {
+    /// A little fuzzing under plain `cargo test`: random byte strings
+    /// through the same entry point (its assertions are the invariants).
+    #[test]
+    fn xds_server_requests_random_inputs(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+        appnet_xds::fuzzing_protocol::server_requests(&data);
+    }
+}
