@@ -1,6 +1,4 @@
-//! **Not built yet.** This crate is a placeholder in the appnet workspace so
-//! that the dependency graph in `DESIGN.md` exists from day one; it exports
-//! nothing and claims nothing. See the project README for what works today.
+//! Envoy xDS and the Istio workload API for sidecar-less meshes.
 //!
 //! The xDS protocol core (sans-IO): [`ServerStream`], [`ClientStream`] and
 //! [`ResourceStore`] implement state-of-the-world and incremental xDS (ADS

@@ -41,13 +41,12 @@ fn sotw_req(r: Request) -> appnet_xds::DiscoveryRequest {
 
 #[test]
 fn first_requests_carry_the_node_once_and_legacy_or_star_wildcards() {
-    let now = Instant::now();
     let mut c = client(Variant::Sotw);
     c.subscribe_wildcard(CDS).unwrap();
     c.subscribe(EDS, ["a"]).unwrap();
-    let r1 = sotw_req(c.poll_request(now).unwrap());
-    let r2 = sotw_req(c.poll_request(now).unwrap());
-    assert_eq!(c.poll_request(now), None);
+    let r1 = sotw_req(c.poll_request().unwrap());
+    let r2 = sotw_req(c.poll_request().unwrap());
+    assert_eq!(c.poll_request(), None);
     assert_eq!(
         (r1.type_url.as_str(), r2.type_url.as_str()),
         (CDS, EDS),
@@ -61,7 +60,7 @@ fn first_requests_carry_the_node_once_and_legacy_or_star_wildcards() {
     );
     // Wildcard plus a name: "*" is spelled out.
     c.subscribe(CDS, ["x"]).unwrap();
-    let r = sotw_req(c.poll_request(now).unwrap());
+    let r = sotw_req(c.poll_request().unwrap());
     assert_eq!(r.resource_names, ["*", "x"]);
 }
 
@@ -71,7 +70,7 @@ fn duplicate_names_are_nacked_and_nothing_is_applied() {
     for variant in [Variant::Sotw, Variant::Delta] {
         let mut c = client(variant);
         c.subscribe_wildcard(CDS).unwrap();
-        c.poll_request(now).unwrap();
+        c.poll_request().unwrap();
         let dup: appnet_xds::Response = match variant {
             Variant::Sotw => sotw_response("v1", "n1", &[("a", "1"), ("a", "2")]).into(),
             Variant::Delta => DeltaDiscoveryResponse {
@@ -98,7 +97,7 @@ fn duplicate_names_are_nacked_and_nothing_is_applied() {
             ev.rejected
         );
         assert_eq!(c.resources(CDS).count(), 0);
-        let nack = c.poll_request(now).unwrap();
+        let nack = c.poll_request().unwrap();
         assert!(nack.is_nack());
         assert_eq!(nack.response_nonce(), "n1");
     }
@@ -109,7 +108,7 @@ fn rejected_resources_keep_their_last_good_version_and_nack_names_them() {
     let now = Instant::now();
     let mut c = client(Variant::Sotw);
     c.subscribe_wildcard(CDS).unwrap();
-    c.poll_request(now).unwrap();
+    c.poll_request().unwrap();
     let ev = c
         .handle_response(
             sotw_response("v1", "n1", &[("a", "1"), ("b", "1")]),
@@ -118,7 +117,7 @@ fn rejected_resources_keep_their_last_good_version_and_nack_names_them() {
         )
         .unwrap();
     assert!(ev.acked);
-    let ack = sotw_req(c.poll_request(now).unwrap());
+    let ack = sotw_req(c.poll_request().unwrap());
     assert_eq!(
         (ack.version_info.as_str(), ack.response_nonce.as_str()),
         ("v1", "n1")
@@ -135,7 +134,7 @@ fn rejected_resources_keep_their_last_good_version_and_nack_names_them() {
     assert!(!ev.acked);
     assert_eq!(ev.updated, ["b"], "valid resources still apply");
     assert_eq!(ev.rejected[0].name.as_deref(), Some("a"));
-    let nack = sotw_req(c.poll_request(now).unwrap());
+    let nack = sotw_req(c.poll_request().unwrap());
     assert_eq!(
         nack.version_info, "v1",
         "version stays at the last accepted"

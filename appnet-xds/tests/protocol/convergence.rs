@@ -21,7 +21,13 @@ use proptest::prelude::*;
 use crate::pair::Pair;
 
 const TYPES: [&str; 2] = [type_url::CLUSTER, type_url::ENDPOINT];
-const CLIENTS: [Variant; 3] = [Variant::Sotw, Variant::Delta, Variant::Sotw];
+/// Three ADS clients and one per-type (EDS) delta stream.
+const CLIENTS: [(Variant, Option<usize>); 4] = [
+    (Variant::Sotw, None),
+    (Variant::Delta, None),
+    (Variant::Sotw, None),
+    (Variant::Delta, Some(1)),
+];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -62,8 +68,19 @@ fn body(b: u8) -> String {
     }
 }
 
+/// Whether client `c` can speak about type `t` (per-type streams only one).
+fn speaks(c: usize, t: usize) -> bool {
+    CLIENTS[c].1.is_none_or(|only| only == t)
+}
+
 fn apply(p: &mut Pair, op: &Op) {
     match *op {
+        Op::Sub { c, t, .. } | Op::Unsub { c, t, .. } | Op::Wildcard { c, t, .. }
+            if !speaks(c, t) =>
+        {
+            let refused = p.conns[c].client.subscribe(TYPES[t], ["x"]);
+            assert!(refused.is_err(), "a per-type stream refuses other types");
+        }
         Op::Put { t, n, body: b } => {
             p.insert(TYPES[t], &name(n), &body(b));
         }
@@ -91,8 +108,11 @@ fn apply(p: &mut Pair, op: &Op) {
 }
 
 fn check(p: &Pair) -> Result<(), TestCaseError> {
-    for (c, variant) in CLIENTS.iter().enumerate() {
-        for t in TYPES {
+    for (c, (variant, _)) in CLIENTS.iter().enumerate() {
+        for (ti, t) in TYPES.into_iter().enumerate() {
+            if !speaks(c, ti) {
+                continue;
+            }
             let server = p.server_view(t);
             let client = p.client_view(c, t);
             let subscribed = |n: &str| p.conns[c].client.is_subscribed(t, n);
@@ -129,8 +149,12 @@ proptest! {
     #[test]
     fn clients_converge_to_the_server_view(ops in prop::collection::vec(op(), 1..80)) {
         let mut p = Pair::new();
-        for v in CLIENTS {
-            p.connect(v, StreamKind::Aggregated);
+        for (v, only) in CLIENTS {
+            let kind = match only {
+                Some(t) => StreamKind::Single(TYPES[t].to_owned()),
+                None => StreamKind::Aggregated,
+            };
+            p.connect(v, kind);
         }
         for op in &ops {
             apply(&mut p, op);

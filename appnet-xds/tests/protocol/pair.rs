@@ -160,10 +160,9 @@ impl Pair {
 
     /// Moves every queued client request to the server queue.
     pub(crate) fn client_send(&mut self, i: usize) -> usize {
-        let now = self.now;
         let c = &mut self.conns[i];
         let mut n = 0;
-        while let Some(req) = c.client.poll_request(now) {
+        while let Some(req) = c.client.poll_request() {
             c.requests.push(req.clone());
             c.to_server.push_back(req);
             n += 1;

@@ -107,6 +107,9 @@ pub struct ClientTypeStatus {
     pub resources: usize,
     /// The reasons of the last NACK sent, if any.
     pub last_nack: Option<String>,
+    /// When the last response of this type arrived (the `now` given to
+    /// [`ClientStream::handle_response`]).
+    pub received_at: Option<Instant>,
 }
 
 /// Client-side state of one type.
@@ -133,6 +136,7 @@ struct ClientType {
     request_due: bool,
     error: Option<super::Status>,
     last_nack: Option<String>,
+    received_at: Option<Instant>,
 }
 
 impl ClientType {
@@ -151,6 +155,7 @@ impl ClientType {
             request_due: false,
             error: None,
             last_nack: None,
+            received_at: None,
         }
     }
 
@@ -350,7 +355,7 @@ impl ClientStream {
 
     /// The next request to send, if any (one per type with something to
     /// say: a subscription change, an ACK or a NACK), in make order.
-    pub fn poll_request(&mut self, _now: Instant) -> Option<Request> {
+    pub fn poll_request(&mut self) -> Option<Request> {
         let mut due: Vec<&mut ClientType> =
             self.types.values_mut().filter(|t| t.request_due).collect();
         due.sort_by(|a, b| (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url)));
@@ -392,7 +397,6 @@ impl ClientStream {
         now: Instant,
         validator: &mut dyn Validator,
     ) -> Result<ClientEvent, ProtocolError> {
-        let _ = now;
         let response = response.into();
         if response.variant() != self.variant {
             return Err(ProtocolError::WrongVariant {
@@ -407,6 +411,7 @@ impl ClientStream {
         let Some(t) = self.types.get_mut(&type_url) else {
             return Err(ProtocolError::UnexpectedType { type_url });
         };
+        t.received_at = Some(now);
         Ok(match response {
             Response::Sotw(r) => apply::sotw(t, r, validator),
             Response::Delta(r) => apply::delta(t, r, validator),
@@ -448,6 +453,7 @@ impl ClientStream {
                 nonce: t.nonce.clone(),
                 resources: t.resources.len(),
                 last_nack: t.last_nack.clone(),
+                received_at: t.received_at,
             })
             .collect()
     }

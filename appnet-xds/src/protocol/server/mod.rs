@@ -182,6 +182,52 @@ pub struct TypeStatus {
 /// content is never re-sent; the next change is. Across types (ADS), updates
 /// go out make-before-break: in [`TypeTable`] order (CDS → EDS → LDS → RDS by
 /// default), and removals only after every pending update, referrers first.
+/// The order is strict: while a type waits for its ACK, nothing behind it
+/// is sent (a type with endless churn can therefore delay removals).
+///
+/// # Example: a server and a client stream wired together in memory
+/// ```
+/// use std::time::Instant;
+/// use appnet_xds::{
+///     Any, ClientConfig, ClientStream, ResourceStore, ServerConfig, ServerStream, StreamKind,
+///     Validator, Variant, type_url,
+/// };
+///
+/// /// Accepts everything (a real one decodes and checks the payload).
+/// struct AcceptAll;
+/// impl Validator for AcceptAll {
+///     fn resource_name(&mut self, _: &str, _: &Any) -> Result<String, String> {
+///         Err("only needed for state of the world".into())
+///     }
+///     fn validate(&mut self, _: &str, _: &str, _: &Any) -> Result<(), String> {
+///         Ok(())
+///     }
+/// }
+///
+/// let mut store = ResourceStore::new();
+/// let payload = Any { type_url: type_url::CLUSTER.into(), value: vec![10, 3, b'w', b'e', b'b'] };
+/// store.insert(type_url::CLUSTER, "web", payload)?;
+///
+/// let now = Instant::now();
+/// let kind = StreamKind::Aggregated;
+/// let mut server = ServerStream::new(Variant::Delta, kind.clone(), ServerConfig::default(), 1);
+/// let mut client = ClientStream::new(Variant::Delta, kind, None, ClientConfig::default());
+/// client.subscribe_wildcard(type_url::CLUSTER)?;
+///
+/// // What a shell does with its gRPC stream, minus the network:
+/// while let Some(request) = client.poll_request() {
+///     server.handle_request(request, now)?;
+/// }
+/// while let Some(response) = server.poll_response(&store, now)? {
+///     let event = client.handle_response(response, now, &mut AcceptAll)?;
+///     assert!(event.acked);
+///     let ack = client.poll_request().expect("an ACK");
+///     server.handle_request(ack, now)?;
+/// }
+/// assert!(client.resource(type_url::CLUSTER, "web").is_some());
+/// assert!(server.type_status(type_url::CLUSTER).unwrap().acked.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ServerStream {
     variant: Variant,
