@@ -206,10 +206,24 @@ impl ClientType {
 /// [`Self::handle_response`]; after a new stream is opened it calls
 /// [`Self::reconnect`], which keeps subscriptions and accepted resources.
 ///
-/// Partial acceptance (as in gRPC's xDS client): valid resources of a
-/// response are applied even when others are rejected; the rejected keep
-/// their last accepted version, and the response is NACKed with every
-/// reason. The reported version stays at the last fully accepted one.
+/// # Protocol choices
+/// - Partial acceptance (as in gRPC's xDS client): valid resources of a
+///   response are applied even when others are rejected; the rejected keep
+///   their last accepted version, and the response is NACKed
+///   (`INVALID_ARGUMENT`, every reason in the message). The reported
+///   version stays at the last fully accepted one.
+/// - A response that cannot be applied resource by resource (duplicate
+///   names, an unnameable SotW payload, a payload of another type, a delta
+///   name both updated and removed) is NACKed whole and changes nothing.
+/// - State of the world: in full-state types a subscribed resource missing
+///   from a response is deleted; a resource's version is the version of the
+///   response that carried it. The wildcard alone is sent as the legacy empty
+///   list on a stream's first request, `*` otherwise.
+/// - Resources for names the client does not (or no longer) subscribe to
+///   are ignored, except while an unsubscription has not been sent yet.
+///   Unsubscribed resources are dropped when the change is sent.
+/// - Each request carries everything due for its type at once: the ACK or
+///   NACK and the subscription change.
 #[derive(Clone, Debug)]
 pub struct ClientStream {
     variant: Variant,

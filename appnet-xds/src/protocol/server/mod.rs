@@ -185,6 +185,32 @@ pub struct TypeStatus {
 /// The order is strict: while a type waits for its ACK, nothing behind it
 /// is sent (a type with endless churn can therefore delay removals).
 ///
+/// # Protocol choices
+/// - State of the world: every response carries the whole subscribed set,
+///   for every type; its `version_info` is a hash of the (name, version)
+///   pairs, so equal sets have equal versions. For full-state types
+///   ([`TypeTable`]) a resource removed from the store is kept in the
+///   update-phase response and dropped in the removal phase; for other
+///   types removals cannot be expressed (absence means "unchanged").
+/// - Delta: `system_version_info` is the store generation; removed
+///   resources and explicitly subscribed names that do not exist go in
+///   `removed_resources` (each "does not exist" once);
+///   `initial_resource_versions` (first request of a type only) seeds what
+///   the client has, so unchanged resources are not resent.
+/// - The first request of each type is always answered, even with an empty
+///   response (Envoy waits for it). Names a request newly subscribes are
+///   (re)sent, even ones the client was sent before.
+/// - Nonces: a request naming a nonce other than the latest one is stale. In
+///   state of the world it is ignored whole; in delta only its ACK/NACK is.
+///   Before any response of a type was sent, any nonce is accepted.
+/// - The node is taken from the stream's first request only.
+/// - Unsubscribed resources are forgotten when the request arrives; one the
+///   client unsubscribes while a response carrying it is in flight is
+///   settled when that response is answered (the client may have taken it
+///   if it subscribed again meanwhile).
+/// - `xdstp://` resource locators and dynamic parameters are not
+///   interpreted.
+///
 /// # Example: a server and a client stream wired together in memory
 /// ```
 /// use std::time::Instant;
@@ -486,7 +512,7 @@ impl ServerStream {
         self.types
             .values()
             .filter_map(|t| t.outstanding.as_ref())
-            .map(|o| o.sent_at + timeout)
+            .filter_map(|o| o.sent_at.checked_add(timeout))
             .min()
     }
 

@@ -99,12 +99,13 @@ impl TypeState {
         }
         // The client drops what it unsubscribed when it says so: forget it
         // now, so a later re-subscription is sent again.
-        let gone: Vec<String> = self
-            .sent
-            .keys()
-            .filter(|n| !self.sub.covers(n))
-            .cloned()
-            .collect();
+        let gone: Vec<String> = if diff.wildcard_changed && !self.sub.wildcard {
+            let uncovered = self.sent.keys().filter(|n| !self.sub.covers(n));
+            uncovered.cloned().collect()
+        } else {
+            let uncovered = diff.removed.iter().filter(|n| !self.sub.covers(n));
+            uncovered.cloned().collect()
+        };
         for name in gone {
             self.sent.remove(&name);
             if let Some(v) = self.in_flight.get(&name) {
