@@ -248,3 +248,33 @@ fn responses_for_foreign_types_or_variants_are_typed_errors() {
         Err(ProtocolError::TypeMismatch { .. })
     ));
 }
+
+#[test]
+fn a_poisoned_resource_is_nacked_once_end_to_end() {
+    for variant in [Variant::Sotw, Variant::Delta] {
+        let mut p = Pair::new();
+        p.insert(CDS, "a", "1");
+        p.insert(CDS, "b", "1");
+        let c = p.connect(variant, StreamKind::Aggregated);
+        p.conns[c].client.subscribe_wildcard(CDS).unwrap();
+        p.drive();
+        let (req0, resp0) = (p.conns[c].requests.len(), p.conns[c].responses.len());
+        p.insert(CDS, "a", "poison");
+        p.insert(CDS, "b", "2");
+        let moved = p.drive();
+        assert_eq!(moved, 4, "one response and its NACK, once ({variant:?})");
+        assert_eq!(p.conns[c].responses.len() - resp0, 1);
+        let nack = &p.conns[c].requests[req0];
+        assert!(nack.is_nack(), "{variant:?}");
+        // The good part of the response applied; the bad one kept its last good.
+        let view = p.client_view(c, CDS);
+        assert_eq!((view["a"].as_str(), view["b"].as_str()), ("1", "2"));
+        let st = p.conns[c].server.type_status(CDS).unwrap();
+        assert!(st.last_nack.unwrap().message.contains("poisoned"));
+        // Fixing it sends it again, and it is ACKed.
+        p.insert(CDS, "a", "3");
+        p.drive();
+        assert_eq!(p.client_view(c, CDS)["a"], "3");
+        assert!(!p.conns[c].requests.last().unwrap().is_nack());
+    }
+}

@@ -219,10 +219,16 @@ fn newly_requested_names_are_sent_and_resent_after_unsubscribe() {
         .unwrap();
     let r = sotw(s.poll_response(&p.store, now).unwrap().unwrap());
     assert_eq!(names(&r), ["a", "b"]);
-    // Unsubscribe "b": nothing to send for EDS.
+    let out = s
+        .handle_request(request(EDS, &["a", "b"], &r.version_info, &r.nonce), now)
+        .unwrap();
+    assert!(matches!(out.ack, AckState::Acked(_)));
+    // Unsubscribe "b" (the latest nonce again: a pure subscription change):
+    // nothing to send for EDS.
     let out = s
         .handle_request(request(EDS, &["a"], &r.version_info, &r.nonce), now)
         .unwrap();
+    assert_eq!(out.ack, AckState::Repeat);
     assert_eq!(out.subscription.removed, ["b"]);
     assert_eq!(s.poll_response(&p.store, now).unwrap(), None);
     // Re-subscribe "b": sent again although it did not change.

@@ -450,37 +450,9 @@ impl ServerStream {
             if let Some(e) = self.errors.pop() {
                 return Err(e);
             }
-            let variant = self.variant;
-            let mut works: Vec<(String, Work, u32, u32, bool)> = self
-                .types
-                .values_mut()
-                .filter(|t| t.requests > 0)
-                .map(|t| {
-                    let work = t.settle(store, variant);
-                    let busy = t.outstanding.is_some();
-                    (
-                        t.type_url.clone(),
-                        work,
-                        t.rule.make_rank,
-                        t.rule.break_rank,
-                        busy,
-                    )
-                })
-                .collect();
-            works.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-            let mut pick = works.iter().find(|w| w.1.make).map(|w| (w, false));
-            if pick.is_none() {
-                works.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
-                pick = works.iter().find(|w| w.1.removal).map(|w| (w, true));
-            }
-            let Some(((type_url, _, _, _, busy), removal_phase)) = pick else {
+            let Some((type_url, removal_phase)) = self.next_due(store) else {
                 return Ok(None);
             };
-            if *busy {
-                // Strict order: nothing overtakes a type that waits for its ACK.
-                return Ok(None);
-            }
-            let type_url = type_url.clone();
             self.nonces += 1;
             let nonce = format!("{:x}-{}", self.stream_id, self.nonces);
             let limit = self.config.max_message_size;
@@ -503,6 +475,42 @@ impl ServerStream {
             }
         }
         Ok(None)
+    }
+
+    /// The type whose response goes next, and whether it is a removal
+    /// phase; `None` when nothing is due or the next in order waits for its
+    /// ACK (nothing overtakes it).
+    fn next_due(&mut self, store: &ResourceStore) -> Option<(String, bool)> {
+        struct Due {
+            type_url: String,
+            work: Work,
+            make_rank: u32,
+            break_rank: u32,
+            busy: bool,
+        }
+        let variant = self.variant;
+        let mut due: Vec<Due> = self
+            .types
+            .values_mut()
+            .filter(|t| t.requests > 0)
+            .map(|t| Due {
+                work: t.settle(store, variant),
+                type_url: t.type_url.clone(),
+                make_rank: t.rule.make_rank,
+                break_rank: t.rule.break_rank,
+                busy: t.outstanding.is_some(),
+            })
+            .collect();
+        due.sort_by(|a, b| (a.make_rank, &a.type_url).cmp(&(b.make_rank, &b.type_url)));
+        let mut pick = due.iter().find(|d| d.work.make).map(|d| (d, false));
+        if pick.is_none() {
+            due.sort_by(|a, b| (a.break_rank, &a.type_url).cmp(&(b.break_rank, &b.type_url)));
+            pick = due.iter().find(|d| d.work.removal).map(|d| (d, true));
+        }
+        match pick {
+            Some((d, removal)) if !d.busy => Some((d.type_url.clone(), removal)),
+            _ => None,
+        }
     }
 
     /// When [`Self::handle_timeout`] should next be called (the earliest
