@@ -14,6 +14,8 @@ mod corpus;
 mod delta;
 #[path = "protocol/pair.rs"]
 mod pair;
+#[path = "protocol/races.rs"]
+mod races;
 #[path = "protocol/sotw.rs"]
 mod sotw;
 #[path = "protocol/store.rs"]
