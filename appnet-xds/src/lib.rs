@@ -14,7 +14,14 @@
 //! - validated domain types: [`Address`] (a [`Workload`] or a [`Service`]),
 //!   [`Authorization`], and thin wrappers over Envoy's [`Cluster`],
 //!   [`ClusterLoadAssignment`], [`Listener`], [`RouteConfiguration`] and
-//!   [`Secret`].
+//!   [`Secret`];
+//! - the xDS protocol core, sans-IO: [`ServerStream`], [`ClientStream`] and
+//!   [`ResourceStore`] implement state-of-the-world and incremental (delta)
+//!   xDS, ADS and per-type streams, with version/nonce bookkeeping,
+//!   ACK/NACK, wildcard and named subscriptions, `initial_resource_versions`
+//!   and make-before-break ordering, driven by messages and `now` only (no
+//!   tokio or tonic in them). A shell calls `handle_request`/`poll_response`
+//!   (server) or `poll_request`/`handle_response` (client).
 //!
 //! Bad input never panics: a wrong type URL, an oversized payload, bytes
 //! that are not protobuf and a field that breaks a rule each give a
@@ -22,9 +29,9 @@
 //! e.g. `workload.addresses[1]: 5 bytes is not an IPv4 or IPv6 address`,
 //! ready to send back as a NACK.
 //!
-//! What it does not do (yet): the xDS protocol state machine (SotW and delta
-//! subscriptions, ACK/NACK bookkeeping), a server snapshot cache or a
-//! client; deep validation of Envoy resources (Envoy checks those itself).
+//! What it does not do (yet): the tonic (gRPC) server and client shells
+//! around the protocol core, push debouncing, and the real-Envoy interop
+//! tests; deep validation of Envoy resources (Envoy checks those itself).
 //!
 //! # Features
 //! None yet: the wire types and resources are always built.
@@ -57,6 +64,7 @@
 mod address;
 mod authorization;
 mod envoy;
+mod protocol;
 mod resource;
 mod service;
 mod validation;
@@ -64,6 +72,11 @@ mod workload;
 
 #[doc(hidden)]
 pub mod fuzzing;
+/// Fuzzing entry points for the protocol core. Not part of the stable API.
+#[doc(hidden)]
+pub mod fuzzing_protocol {
+    pub use crate::protocol::fuzzing::server_requests;
+}
 pub mod wire;
 
 pub use address::Address;
@@ -72,6 +85,15 @@ pub use authorization::{
     ServiceAccountMatch, StringMatch,
 };
 pub use envoy::{Cluster, ClusterLoadAssignment, Listener, RouteConfiguration, Secret};
+pub use protocol::{
+    AcceptedResource, AckState, Acked, Any, ClientConfig, ClientEvent, ClientStream,
+    ClientTypeStatus, DEFAULT_MAX_MESSAGE_SIZE, DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+    DeltaResource, DiscoveryRequest, DiscoveryResponse, Nack, Node, Outstanding, ProtocolError,
+    Rejection, Request, RequestOutcome, ResourceStore, Response, ServerConfig, ServerStream,
+    Status, StoredResource, StreamKind, SubscriptionChange, TypeRule, TypeStatus, TypeTable,
+    Validator, Variant, WILDCARD, type_url,
+};
+
 pub use resource::{
     AnyMessage, DEFAULT_MAX_RESOURCE_BYTES, DecodeLimits, Resource, ResourceError, decode_any,
     decode_any_with, decode_wire, encode_any, encode_any_as, validate,

@@ -1,0 +1,542 @@
+//! The client side of one xDS stream.
+
+mod apply;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::subscription::Subscription;
+use super::{
+    Any, DeltaDiscoveryRequest, DiscoveryRequest, Node, ProtocolError, Request, Response,
+    StreamKind, TypeRule, TypeTable, Variant, WILDCARD,
+};
+
+/// The caller's judgement of received resources: the core never decodes a
+/// payload itself.
+pub trait Validator {
+    /// The name of a state-of-the-world resource (SotW responses carry bare
+    /// payloads whose names are inside them). Not called for delta, whose
+    /// resources are named on the wire. `Err(reason)` rejects the whole
+    /// response: without a name the client cannot apply it.
+    ///
+    /// # Errors
+    /// A human-readable reason when the payload cannot be decoded.
+    fn resource_name(&mut self, type_url: &str, resource: &Any) -> Result<String, String>;
+
+    /// Checks one resource; `Err(reason)` rejects it (the client keeps the
+    /// previous version, if any, and NACKs with the reason).
+    ///
+    /// # Errors
+    /// A human-readable reason the resource is unacceptable.
+    fn validate(&mut self, type_url: &str, name: &str, resource: &Any) -> Result<(), String>;
+}
+
+/// Settings for client streams.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Per-type rules: which state-of-the-world types are full-state
+    /// (absence = deletion) and the order requests are sent in.
+    pub types: TypeTable,
+}
+
+/// A resource the client accepted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcceptedResource {
+    version: String,
+    resource: Any,
+}
+
+impl AcceptedResource {
+    /// Its version: the resource version (delta) or the version of the
+    /// response that carried it (state of the world).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Its payload.
+    pub fn resource(&self) -> &Any {
+        &self.resource
+    }
+}
+
+/// One resource (or a whole response) the client refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The resource, when known (`None`: the whole response).
+    pub name: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// What handling one response did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientEvent {
+    /// The response's type URL.
+    pub type_url: String,
+    /// The response's version (`version_info` or `system_version_info`).
+    pub version: String,
+    /// The response's nonce.
+    pub nonce: String,
+    /// Resources added or changed.
+    pub updated: Vec<String>,
+    /// Resources deleted.
+    pub removed: Vec<String>,
+    /// Refused resources; non-empty means the response is NACKed.
+    pub rejected: Vec<Rejection>,
+    /// Whether the answer queued for the server is an ACK.
+    pub acked: bool,
+}
+
+/// One type's state on a client stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientTypeStatus {
+    /// The type URL.
+    pub type_url: String,
+    /// Whether the client wants every resource of the type.
+    pub wildcard: bool,
+    /// Names wanted explicitly.
+    pub names: Vec<String>,
+    /// The last accepted (ACKed) version.
+    pub version: String,
+    /// The latest response nonce.
+    pub nonce: String,
+    /// How many resources are held.
+    pub resources: usize,
+    /// The reasons of the last NACK sent, if any.
+    pub last_nack: Option<String>,
+    /// When the last response of this type arrived (the `now` given to
+    /// [`ClientStream::handle_response`]).
+    pub received_at: Option<Instant>,
+}
+
+/// Client-side state of one type.
+#[derive(Clone, Debug)]
+struct ClientType {
+    type_url: String,
+    rule: TypeRule,
+    wanted: Subscription,
+    /// What the server was told (delta: to compute diffs).
+    announced: Subscription,
+    /// Names went out on this stream: an empty SotW list now means nothing.
+    names_sent: bool,
+    /// The first request went out on this stream.
+    started: bool,
+    nonce: String,
+    version: String,
+    resources: BTreeMap<String, AcceptedResource>,
+    /// SotW only: valid resources of the latest response that the client no
+    /// longer wants but the server may still think it does (its
+    /// unsubscription may have been ignored as stale). Re-subscribing takes
+    /// them from here, since the server will not resend what it believes the
+    /// client has.
+    shadow: BTreeMap<String, AcceptedResource>,
+    request_due: bool,
+    error: Option<super::Status>,
+    last_nack: Option<String>,
+    received_at: Option<Instant>,
+}
+
+impl ClientType {
+    fn new(type_url: &str, rule: TypeRule) -> Self {
+        Self {
+            type_url: type_url.to_owned(),
+            rule,
+            wanted: Subscription::default(),
+            announced: Subscription::default(),
+            names_sent: false,
+            started: false,
+            nonce: String::new(),
+            version: String::new(),
+            resources: BTreeMap::new(),
+            shadow: BTreeMap::new(),
+            request_due: false,
+            error: None,
+            last_nack: None,
+            received_at: None,
+        }
+    }
+
+    /// Whether a received resource is kept: the client wants it, or the
+    /// server may still think so (an unsubscription not yet sent, after
+    /// which it is dropped).
+    fn tracks(&self, name: &str) -> bool {
+        self.wanted.covers(name) || self.announced.covers(name)
+    }
+
+    /// Drops resources the subscription no longer covers (into the shadow
+    /// in state of the world).
+    fn forget_uncovered(&mut self, variant: Variant) {
+        let uncovered: Vec<String> = self
+            .resources
+            .keys()
+            .filter(|n| !self.wanted.covers(n))
+            .cloned()
+            .collect();
+        for name in uncovered {
+            if let Some(r) = self.resources.remove(&name)
+                && variant == Variant::Sotw
+            {
+                self.shadow.insert(name, r);
+            }
+        }
+    }
+
+    /// Takes back shadowed resources the subscription covers again.
+    fn restore_covered(&mut self) {
+        let covered: Vec<String> = self
+            .shadow
+            .keys()
+            .filter(|n| self.wanted.covers(n))
+            .cloned()
+            .collect();
+        for name in covered {
+            if let Some(r) = self.shadow.remove(&name) {
+                self.resources.insert(name, r);
+            }
+        }
+    }
+}
+
+/// The client side of one xDS stream: subscriptions, accepted state,
+/// ACK/NACK, reconnection. Plain state: the shell sends what
+/// [`Self::poll_request`] returns and feeds responses to
+/// [`Self::handle_response`]; after a new stream is opened it calls
+/// [`Self::reconnect`], which keeps subscriptions and accepted resources.
+///
+/// # Protocol choices
+/// - Partial acceptance (as in gRPC's xDS client): valid resources of a
+///   response are applied even when others are rejected; the rejected keep
+///   their last accepted version, and the response is NACKed
+///   (`INVALID_ARGUMENT`, every reason in the message). The reported
+///   version stays at the last fully accepted one.
+/// - A response that cannot be applied resource by resource (duplicate
+///   names, an unnameable SotW payload, a payload of another type, a delta
+///   name both updated and removed) is NACKed whole and changes nothing.
+/// - State of the world: in full-state types a subscribed resource missing
+///   from a response is deleted; a resource's version is the version of the
+///   response that carried it. The wildcard alone is sent as the legacy empty
+///   list on a stream's first request, `*` otherwise.
+/// - Resources for names the client does not (or no longer) subscribe to
+///   are ignored, except while an unsubscription has not been sent yet.
+///   Unsubscribed resources are dropped when the change is sent.
+/// - Each request carries everything due for its type at once: the ACK or
+///   NACK and the subscription change.
+#[derive(Clone, Debug)]
+pub struct ClientStream {
+    variant: Variant,
+    kind: StreamKind,
+    config: ClientConfig,
+    node: Option<Node>,
+    node_sent: bool,
+    types: BTreeMap<String, ClientType>,
+}
+
+impl ClientStream {
+    /// A client stream identifying itself as `node` on its first request.
+    pub fn new(
+        variant: Variant,
+        kind: StreamKind,
+        node: Option<Node>,
+        config: ClientConfig,
+    ) -> Self {
+        Self {
+            variant,
+            kind,
+            config,
+            node,
+            node_sent: false,
+            types: BTreeMap::new(),
+        }
+    }
+
+    /// The protocol variant.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    fn check_type(&self, type_url: &str) -> Result<(), ProtocolError> {
+        match &self.kind {
+            StreamKind::Single(t) if t != type_url => Err(ProtocolError::TypeMismatch {
+                expected: t.clone(),
+                got: type_url.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn entry(&mut self, type_url: &str) -> Result<&mut ClientType, ProtocolError> {
+        self.check_type(type_url)?;
+        let rule = self.config.types.rule(type_url);
+        Ok(self
+            .types
+            .entry(type_url.to_owned())
+            .or_insert_with(|| ClientType::new(type_url, rule)))
+    }
+
+    /// Subscribes to resources by name (names already wanted are no-ops).
+    ///
+    /// # Errors
+    /// [`ProtocolError::TypeMismatch`] on a per-type stream for another type.
+    pub fn subscribe<I, S>(&mut self, type_url: &str, names: I) -> Result<(), ProtocolError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let t = self.entry(type_url)?;
+        for name in names {
+            let name = name.into();
+            if name == WILDCARD {
+                t.request_due |= !t.wanted.wildcard;
+                t.wanted.wildcard = true;
+            } else if t.wanted.names.insert(name) {
+                t.request_due = true;
+            }
+        }
+        t.restore_covered();
+        Ok(())
+    }
+
+    /// Subscribes to every resource of a type.
+    ///
+    /// # Errors
+    /// [`ProtocolError::TypeMismatch`] on a per-type stream for another type.
+    pub fn subscribe_wildcard(&mut self, type_url: &str) -> Result<(), ProtocolError> {
+        self.subscribe(type_url, [WILDCARD])
+    }
+
+    /// Unsubscribes names (never-subscribed names are ignored). Resources no
+    /// longer covered are dropped when the change is sent (so an unsubscribe
+    /// undone before then loses nothing). Returns how many names were
+    /// subscribed.
+    ///
+    /// # Errors
+    /// [`ProtocolError::TypeMismatch`] on a per-type stream for another type.
+    pub fn unsubscribe<I, S>(&mut self, type_url: &str, names: I) -> Result<usize, ProtocolError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.check_type(type_url)?;
+        let Some(t) = self.types.get_mut(type_url) else {
+            return Ok(0);
+        };
+        let mut count = 0;
+        for name in names {
+            let name = name.into();
+            if name == WILDCARD {
+                if t.wanted.wildcard {
+                    t.wanted.wildcard = false;
+                    count += 1;
+                }
+            } else if t.wanted.names.remove(&name) {
+                count += 1;
+            }
+        }
+        if count > 0 {
+            t.request_due = true;
+        }
+        Ok(count)
+    }
+
+    /// Drops the wildcard subscription of a type (explicit names stay).
+    ///
+    /// # Errors
+    /// [`ProtocolError::TypeMismatch`] on a per-type stream for another type.
+    pub fn unsubscribe_wildcard(&mut self, type_url: &str) -> Result<usize, ProtocolError> {
+        self.unsubscribe(type_url, [WILDCARD])
+    }
+
+    /// Starts over on a new stream: the next requests are initial ones
+    /// (with the node, the current subscriptions, the last accepted version
+    /// in state of the world and `initial_resource_versions` in delta).
+    /// Subscriptions and accepted resources are kept.
+    pub fn reconnect(&mut self) {
+        self.node_sent = false;
+        for t in self.types.values_mut() {
+            t.announced = Subscription::default();
+            t.names_sent = false;
+            t.started = false;
+            t.nonce.clear();
+            t.error = None;
+            t.forget_uncovered(self.variant);
+            t.shadow.clear();
+            t.request_due = !t.wanted.is_empty();
+        }
+    }
+
+    /// The next request to send, if any (one per type with something to
+    /// say: a subscription change, an ACK or a NACK), in make order.
+    pub fn poll_request(&mut self) -> Option<Request> {
+        let mut due: Vec<&mut ClientType> =
+            self.types.values_mut().filter(|t| t.request_due).collect();
+        due.sort_by(|a, b| (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url)));
+        for t in due {
+            t.request_due = false;
+            if !t.started && t.wanted.is_empty() && t.nonce.is_empty() {
+                // Nothing to ask for, nothing to answer: an empty first
+                // request would read as the legacy wildcard.
+                t.forget_uncovered(self.variant);
+                continue;
+            }
+            let node = if self.node_sent {
+                None
+            } else {
+                self.node.clone()
+            };
+            let request = match self.variant {
+                Variant::Sotw => Request::Sotw(sotw_request(t, node)),
+                Variant::Delta => Request::Delta(delta_request(t, node)),
+            };
+            t.started = true;
+            t.forget_uncovered(self.variant);
+            self.node_sent = true;
+            return Some(request);
+        }
+        None
+    }
+
+    /// Handles one response: names and validates its resources through
+    /// `validator`, applies what is acceptable, and queues the ACK or NACK.
+    ///
+    /// # Errors
+    /// [`ProtocolError::WrongVariant`], [`ProtocolError::TypeMismatch`] or
+    /// [`ProtocolError::UnexpectedType`]; nothing is changed then. Bad
+    /// resources are not errors: they are NACKed (see [`ClientEvent`]).
+    pub fn handle_response(
+        &mut self,
+        response: impl Into<Response>,
+        now: Instant,
+        validator: &mut dyn Validator,
+    ) -> Result<ClientEvent, ProtocolError> {
+        let response = response.into();
+        if response.variant() != self.variant {
+            return Err(ProtocolError::WrongVariant {
+                expected: self.variant,
+            });
+        }
+        let type_url = match (&self.kind, response.type_url()) {
+            (StreamKind::Single(t), "") => t.clone(),
+            (_, url) => url.to_owned(),
+        };
+        self.check_type(&type_url)?;
+        let Some(t) = self.types.get_mut(&type_url) else {
+            return Err(ProtocolError::UnexpectedType { type_url });
+        };
+        t.received_at = Some(now);
+        Ok(match response {
+            Response::Sotw(r) => apply::sotw(t, r, validator),
+            Response::Delta(r) => apply::delta(t, r, validator),
+        })
+    }
+
+    /// The accepted resources of a type, by name.
+    pub fn resources<'a>(
+        &'a self,
+        type_url: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a AcceptedResource)> + 'a {
+        self.types
+            .get(type_url)
+            .into_iter()
+            .flat_map(|t| t.resources.iter().map(|(n, r)| (n.as_str(), r)))
+    }
+
+    /// One accepted resource.
+    pub fn resource(&self, type_url: &str, name: &str) -> Option<&AcceptedResource> {
+        self.types.get(type_url)?.resources.get(name)
+    }
+
+    /// Whether the subscription of a type covers `name`.
+    pub fn is_subscribed(&self, type_url: &str, name: &str) -> bool {
+        self.types
+            .get(type_url)
+            .is_some_and(|t| t.wanted.covers(name))
+    }
+
+    /// Per-type status, by type URL.
+    pub fn status(&self) -> Vec<ClientTypeStatus> {
+        self.types
+            .values()
+            .map(|t| ClientTypeStatus {
+                type_url: t.type_url.clone(),
+                wildcard: t.wanted.wildcard,
+                names: t.wanted.names.iter().cloned().collect(),
+                version: t.version.clone(),
+                nonce: t.nonce.clone(),
+                resources: t.resources.len(),
+                last_nack: t.last_nack.clone(),
+                received_at: t.received_at,
+            })
+            .collect()
+    }
+}
+
+/// The names a SotW request lists: the legacy empty list for a wildcard-only
+/// first subscription, else `*` plus explicit names.
+fn sotw_names(t: &ClientType) -> Vec<String> {
+    if t.wanted.wildcard && t.wanted.names.is_empty() && !t.names_sent {
+        return Vec::new();
+    }
+    let star = t.wanted.wildcard.then(|| WILDCARD.to_owned());
+    star.into_iter()
+        .chain(t.wanted.names.iter().cloned())
+        .collect()
+}
+
+fn sotw_request(t: &mut ClientType, node: Option<Node>) -> DiscoveryRequest {
+    let resource_names = sotw_names(t);
+    t.names_sent |= !resource_names.is_empty();
+    t.announced = t.wanted.clone();
+    DiscoveryRequest {
+        version_info: t.version.clone(),
+        node,
+        resource_names,
+        type_url: t.type_url.clone(),
+        response_nonce: t.nonce.clone(),
+        error_detail: t.error.take(),
+        ..Default::default()
+    }
+}
+
+fn delta_request(t: &mut ClientType, node: Option<Node>) -> DeltaDiscoveryRequest {
+    let mut request = DeltaDiscoveryRequest {
+        node,
+        type_url: t.type_url.clone(),
+        response_nonce: t.nonce.clone(),
+        error_detail: t.error.take(),
+        ..Default::default()
+    };
+    if !t.started {
+        let legacy = t.wanted.wildcard && t.wanted.names.is_empty();
+        if !legacy {
+            let star = t.wanted.wildcard.then(|| WILDCARD.to_owned());
+            request.resource_names_subscribe = star
+                .into_iter()
+                .chain(t.wanted.names.iter().cloned())
+                .collect();
+        }
+        request.initial_resource_versions = t
+            .resources
+            .iter()
+            .map(|(n, r)| (n.clone(), r.version.clone()))
+            .collect();
+    } else {
+        let (old, new) = (&t.announced, &t.wanted);
+        if new.wildcard && !old.wildcard {
+            request.resource_names_subscribe.push(WILDCARD.to_owned());
+        }
+        if old.wildcard && !new.wildcard {
+            request.resource_names_unsubscribe.push(WILDCARD.to_owned());
+        }
+        request
+            .resource_names_subscribe
+            .extend(new.names.difference(&old.names).cloned());
+        request
+            .resource_names_unsubscribe
+            .extend(old.names.difference(&new.names).cloned());
+    }
+    t.announced = t.wanted.clone();
+    request
+}

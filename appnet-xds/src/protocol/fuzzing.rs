@@ -1,0 +1,281 @@
+//! Fuzz entry point: bytes as a sequence of store changes, requests,
+//! polls and reconnects against a [`ServerStream`], checking the stream's
+//! invariants after each step. Not part of the stable API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::{
+    AckState, Any, DeltaDiscoveryRequest, DiscoveryRequest, ResourceStore, Response, ServerConfig,
+    ServerStream, Status, StreamKind, Variant, WILDCARD, type_url,
+};
+
+const TYPES: [&str; 5] = [
+    type_url::CLUSTER,
+    type_url::ENDPOINT,
+    type_url::LISTENER,
+    type_url::ROUTE,
+    "type.googleapis.com/fuzz.Unknown",
+];
+
+/// A byte cursor that yields zeros once exhausted.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn next(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn name(i: u8) -> String {
+    format!("r{}", i % 8)
+}
+
+/// Names from a bit mask; bit 8 of `extra` adds the wildcard.
+fn names(mask: u8, star: bool) -> Vec<String> {
+    let mut v: Vec<String> = (0..8).filter(|i| mask & (1 << i) != 0).map(name).collect();
+    if star {
+        v.push(WILDCARD.to_owned());
+    }
+    v
+}
+
+/// The harness's view of one stream.
+struct Harness {
+    stream: ServerStream,
+    /// Every nonce this stream produced.
+    nonces: BTreeSet<String>,
+    /// Per type: the nonce of the response not yet answered.
+    open: BTreeMap<String, String>,
+    /// Per type: the latest nonce received.
+    latest: BTreeMap<String, String>,
+    /// Per type: an older nonce, to replay as stale.
+    older: BTreeMap<String, String>,
+}
+
+impl Harness {
+    fn new(variant: Variant, config: ServerConfig, id: u64) -> Self {
+        Self {
+            stream: ServerStream::new(variant, StreamKind::Aggregated, config, id),
+            nonces: BTreeSet::new(),
+            open: BTreeMap::new(),
+            latest: BTreeMap::new(),
+            older: BTreeMap::new(),
+        }
+    }
+
+    fn check_response(&mut self, response: &Response, limit: usize) {
+        let type_url = response.type_url().to_owned();
+        assert!(
+            self.nonces.insert(response.nonce().to_owned()),
+            "nonces are never reused"
+        );
+        assert!(
+            !self.open.contains_key(&type_url),
+            "at most one un-answered response per type"
+        );
+        assert!(
+            response.encoded_len() <= limit,
+            "responses respect the size limit"
+        );
+        match response {
+            Response::Sotw(r) => {
+                let mut seen = BTreeSet::new();
+                for any in &r.resources {
+                    assert_eq!(any.type_url, type_url);
+                    assert!(
+                        seen.insert(any.value.first().copied()),
+                        "no duplicate names"
+                    );
+                }
+            }
+            Response::Delta(r) => {
+                let mut seen = BTreeSet::new();
+                for res in &r.resources {
+                    assert!(seen.insert(res.name.clone()), "no duplicate names");
+                }
+                for removed in &r.removed_resources {
+                    assert!(!seen.contains(removed), "never both updated and removed");
+                }
+            }
+        }
+        if let Some(prev) = self
+            .latest
+            .insert(type_url.clone(), response.nonce().to_owned())
+        {
+            self.older.insert(type_url.clone(), prev);
+        }
+        self.open.insert(type_url, response.nonce().to_owned());
+    }
+
+    fn nonce(&self, type_url: &str, choice: u8) -> String {
+        match choice % 4 {
+            0 => String::new(),
+            1 => self.latest.get(type_url).cloned().unwrap_or_default(),
+            2 => self.older.get(type_url).cloned().unwrap_or_default(),
+            _ => "garbage".to_owned(),
+        }
+    }
+
+    fn after_request(&mut self, type_url: &str, nonce: &str, ack: &AckState) {
+        let answered_open = self.open.get(type_url).is_some_and(|n| n == nonce);
+        let resolved = matches!(ack, AckState::Acked(_) | AckState::Nacked(_));
+        assert_eq!(
+            answered_open, resolved,
+            "ACK/NACK iff the open nonce is answered"
+        );
+        if resolved {
+            self.open.remove(type_url);
+        }
+    }
+}
+
+/// Interprets `data` as operations on a store and one server stream at a
+/// time, asserting: nonces are unique; at most one response per type awaits
+/// an answer; an answer resolves exactly the open response; responses
+/// respect the size limit and never name a resource twice; nothing panics.
+pub fn server_requests(data: &[u8]) {
+    let mut bytes = Bytes(data);
+    let header = bytes.next();
+    let variant = if header & 1 == 0 {
+        Variant::Sotw
+    } else {
+        Variant::Delta
+    };
+    let limit = 150 + usize::from(bytes.next()) * 8;
+    let config = ServerConfig {
+        max_message_size: limit,
+        require_node: header & 2 != 0,
+        ack_timeout: Some(Duration::from_secs(5)),
+        ..ServerConfig::default()
+    };
+    let start = Instant::now();
+    let mut now = start;
+    let mut store = ResourceStore::with_tombstone_limit(usize::from(header >> 4));
+    let mut id = 1;
+    let mut h = Harness::new(variant, config.clone(), id);
+    let mut steps = 0;
+    while !bytes.is_empty() && steps < 512 {
+        steps += 1;
+        let op = bytes.next();
+        let type_url = TYPES[usize::from(op >> 3) % TYPES.len()];
+        match op % 8 {
+            0 | 1 => {
+                let (n, v, size) = (bytes.next(), bytes.next(), bytes.next());
+                let mut value = vec![n % 8, v];
+                value.resize(2 + usize::from(size) * usize::from(size % 4), v);
+                let any = Any {
+                    type_url: type_url.to_owned(),
+                    value,
+                };
+                let _ = store.insert(type_url, &name(n), any);
+            }
+            2 => {
+                store.remove(type_url, &name(bytes.next()));
+            }
+            3 | 4 => {
+                let (mask, flags, choice) = (bytes.next(), bytes.next(), bytes.next());
+                let nonce = h.nonce(type_url, choice);
+                let error = (flags & 2 != 0).then(|| Status {
+                    code: 3,
+                    message: "rejected".to_owned(),
+                    details: Vec::new(),
+                });
+                let node = (flags & 4 != 0).then(Default::default);
+                let result = match variant {
+                    Variant::Sotw => h.stream.handle_request(
+                        DiscoveryRequest {
+                            node,
+                            type_url: if flags & 8 != 0 {
+                                String::new()
+                            } else {
+                                type_url.to_owned()
+                            },
+                            resource_names: names(mask, flags & 1 != 0),
+                            response_nonce: nonce.clone(),
+                            error_detail: error,
+                            ..Default::default()
+                        },
+                        now,
+                    ),
+                    Variant::Delta => {
+                        let unsub = bytes.next();
+                        let initial = names(bytes.next(), false)
+                            .into_iter()
+                            .map(|n| {
+                                let version = store
+                                    .get(type_url, &n)
+                                    .map_or("stale".to_owned(), |r| r.version().to_owned());
+                                (n, version)
+                            })
+                            .collect();
+                        h.stream.handle_request(
+                            DeltaDiscoveryRequest {
+                                node,
+                                type_url: type_url.to_owned(),
+                                resource_names_subscribe: names(mask, flags & 1 != 0),
+                                resource_names_unsubscribe: names(unsub, flags & 16 != 0),
+                                initial_resource_versions: initial,
+                                response_nonce: nonce.clone(),
+                                error_detail: error,
+                                ..Default::default()
+                            },
+                            now,
+                        )
+                    }
+                };
+                if let Ok(outcome) = result {
+                    h.after_request(&outcome.type_url, &nonce, &outcome.ack);
+                }
+            }
+            5 => {
+                for _ in 0..64 {
+                    match h.stream.poll_response(&store, now) {
+                        Ok(Some(response)) => h.check_response(&response, limit),
+                        Ok(None) => break,
+                        Err(_) => {}
+                    }
+                }
+                for status in h.stream.status() {
+                    let open = h.open.get(&status.type_url);
+                    assert_eq!(status.outstanding.map(|o| o.nonce).as_ref(), open);
+                }
+            }
+            6 => {
+                now += Duration::from_millis(u64::from(bytes.next()) * 50);
+                if let Some(deadline) = h.stream.poll_timeout() {
+                    let timed_out = h.stream.handle_timeout(now).is_err();
+                    assert_eq!(
+                        timed_out,
+                        now >= deadline,
+                        "timeouts fire at their deadline"
+                    );
+                }
+            }
+            _ => {
+                id += 1;
+                h = Harness::new(variant, config.clone(), id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn empty_and_small_inputs_do_not_panic() {
+        super::server_requests(&[]);
+        super::server_requests(&[1]);
+        super::server_requests(&[0, 0, 3, 0, 1, 0, 5]);
+    }
+}

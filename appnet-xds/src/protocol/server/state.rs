@@ -1,0 +1,452 @@
+//! One type's state on a server stream, and how it turns store changes into
+//! responses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use prost::Message;
+
+use super::{Acked, Nack, Outstanding};
+use crate::protocol::store::hex16;
+use crate::protocol::subscription::{Diff, Subscription};
+use crate::protocol::{
+    Any, DeltaDiscoveryResponse, DeltaResource, DiscoveryResponse, ProtocolError, ResourceStore,
+    TypeRule, Variant,
+};
+
+/// What one dirty name needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Nothing: the client has what it should.
+    Clean,
+    /// The client no longer wants it; forget it without telling.
+    Forget,
+    /// Send the current version.
+    Update,
+    /// Delta: tell the client an explicitly requested name does not exist.
+    NotFound,
+    /// The client has it and the server no longer does.
+    Remove,
+}
+
+/// Which kind of pending work a type has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Work {
+    /// Additions, updates, "does not exist" notices, or a due first reply.
+    pub(super) make: bool,
+    /// Removals (sent only after all additions on the stream).
+    pub(super) removal: bool,
+}
+
+/// Server-side state of one type URL on one stream.
+#[derive(Clone, Debug)]
+pub(super) struct TypeState {
+    pub(super) type_url: String,
+    pub(super) rule: TypeRule,
+    pub(super) sub: Subscription,
+    /// Requests seen for this type.
+    pub(super) requests: u64,
+    /// A response is owed even if nothing differs (first request; SotW
+    /// full-state names newly asked for).
+    pub(super) must_respond: bool,
+    /// What the client was last sent: name → version (`None`: told that the
+    /// name does not exist, delta only).
+    pub(super) sent: BTreeMap<String, Option<String>>,
+    /// Names whose sent state may differ from the store.
+    dirty: BTreeSet<String>,
+    /// Store generation examined so far (`None`: examine everything).
+    seen: Option<u64>,
+    pub(super) outstanding: Option<Outstanding>,
+    /// Resources (name → version) in the outstanding response.
+    in_flight: BTreeMap<String, String>,
+    /// Resources the client unsubscribed while a response carrying them was
+    /// in flight: it may have taken them anyway if it subscribed again
+    /// before the response arrived. Settled when that response is answered.
+    uncertain: BTreeMap<String, String>,
+    pub(super) latest_nonce: Option<String>,
+    pub(super) acked: Option<Acked>,
+    pub(super) last_nack: Option<Nack>,
+    pub(super) responses: u64,
+}
+
+impl TypeState {
+    pub(super) fn new(type_url: String, rule: TypeRule) -> Self {
+        Self {
+            type_url,
+            rule,
+            sub: Subscription::default(),
+            requests: 0,
+            must_respond: false,
+            sent: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            seen: None,
+            outstanding: None,
+            in_flight: BTreeMap::new(),
+            uncertain: BTreeMap::new(),
+            latest_nonce: None,
+            acked: None,
+            last_nack: None,
+            responses: 0,
+        }
+    }
+
+    /// Records a subscription change: `resend` names are sent again even if
+    /// the client was sent them before; everything touched is re-examined.
+    pub(super) fn note_diff(&mut self, diff: &Diff, resend: &[String], variant: Variant) {
+        for name in resend {
+            self.sent.remove(name);
+            self.dirty.insert(name.clone());
+        }
+        // The client drops what it unsubscribed when it says so: forget it
+        // now, so a later re-subscription is sent again.
+        let gone: Vec<String> = if diff.wildcard_changed && !self.sub.wildcard {
+            let uncovered = self.sent.keys().filter(|n| !self.sub.covers(n));
+            uncovered.cloned().collect()
+        } else {
+            let uncovered = diff.removed.iter().filter(|n| !self.sub.covers(n));
+            uncovered.cloned().collect()
+        };
+        for name in gone {
+            self.sent.remove(&name);
+            if let Some(v) = self.in_flight.get(&name) {
+                self.uncertain.insert(name, v.clone());
+            }
+        }
+        self.dirty.extend(diff.added.iter().cloned());
+        self.dirty.extend(diff.removed.iter().cloned());
+        if diff.wildcard_changed {
+            self.seen = None;
+        }
+        if variant == Variant::Sotw && self.rule.full_state && !diff.added.is_empty() {
+            self.must_respond = true;
+        }
+    }
+
+    /// The uncertain names the subscription covers now (before a request's
+    /// changes are applied).
+    pub(super) fn uncertain_covered(&self) -> BTreeSet<String> {
+        self.uncertain
+            .keys()
+            .filter(|n| self.sub.covers(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The outstanding response was answered: forget what it carried.
+    pub(super) fn answered(&mut self) {
+        self.in_flight.clear();
+    }
+
+    /// After the answer to the response that carried them: an uncertain
+    /// resource the client covered when that response arrived
+    /// (`covered_before`) and still covers was taken; one it covers only
+    /// since this request may be missing, so it is sent again; the rest are
+    /// gone.
+    pub(super) fn settle_uncertain(&mut self, covered_before: &BTreeSet<String>) {
+        for (name, version) in std::mem::take(&mut self.uncertain) {
+            if !self.sub.covers(&name) {
+                continue;
+            }
+            if covered_before.contains(&name) {
+                self.sent.insert(name.clone(), Some(version));
+            } else {
+                self.sent.remove(&name);
+            }
+            self.dirty.insert(name);
+        }
+    }
+
+    /// Seeds what a reconnecting delta client already has.
+    pub(super) fn note_initial_versions(&mut self, versions: &BTreeMap<String, String>) {
+        for (name, version) in versions {
+            if self.sub.covers(name) {
+                self.sent.insert(name.clone(), Some(version.clone()));
+                self.dirty.insert(name.clone());
+            }
+        }
+    }
+
+    /// Pulls the store's changes since the last look into the dirty set.
+    fn refresh(&mut self, store: &ResourceStore) {
+        let generation = store.generation();
+        let changed = match self.seen {
+            Some(seen) if seen <= generation => store.changed_since(&self.type_url, seen),
+            _ => None,
+        };
+        match changed {
+            Some(names) => self.dirty.extend(names.into_iter().map(str::to_owned)),
+            None => {
+                let all = store.iter(&self.type_url).map(|(n, _)| n.to_owned());
+                self.dirty.extend(all);
+                self.dirty.extend(self.sent.keys().cloned());
+                self.dirty.extend(self.sub.names.iter().cloned());
+            }
+        }
+        self.seen = Some(generation);
+    }
+
+    fn classify(&self, name: &str, store: &ResourceStore, variant: Variant) -> Change {
+        let have = self.sent.get(name);
+        if !self.sub.covers(name) {
+            return if have.is_some() {
+                Change::Forget
+            } else {
+                Change::Clean
+            };
+        }
+        match (store.get(&self.type_url, name), have) {
+            (Some(r), Some(Some(v))) if v == r.version() => Change::Clean,
+            (Some(_), _) => Change::Update,
+            (None, None) => {
+                if variant == Variant::Delta && self.sub.names.contains(name) {
+                    Change::NotFound
+                } else {
+                    Change::Clean
+                }
+            }
+            (None, Some(None)) => Change::Clean,
+            (None, Some(Some(_))) => {
+                if variant == Variant::Delta || self.rule.full_state {
+                    Change::Remove
+                } else {
+                    // SotW can't delete an EDS/RDS-like resource: forget it so
+                    // it is sent again if it comes back.
+                    Change::Forget
+                }
+            }
+        }
+    }
+
+    /// Brings the dirty set up to date and says what work is pending.
+    pub(super) fn settle(&mut self, store: &ResourceStore, variant: Variant) -> Work {
+        self.refresh(store);
+        let mut work = Work {
+            make: self.must_respond,
+            removal: false,
+        };
+        let dirty = std::mem::take(&mut self.dirty);
+        for name in dirty {
+            match self.classify(&name, store, variant) {
+                Change::Clean => {}
+                Change::Forget => {
+                    self.sent.remove(&name);
+                }
+                Change::Update | Change::NotFound => {
+                    work.make = true;
+                    self.dirty.insert(name);
+                }
+                Change::Remove => {
+                    work.removal = true;
+                    self.dirty.insert(name);
+                }
+            }
+        }
+        work
+    }
+
+    fn mark_sent(
+        &mut self,
+        nonce: &str,
+        version: String,
+        now: Instant,
+        in_flight: BTreeMap<String, String>,
+    ) {
+        self.in_flight = in_flight;
+        self.must_respond = false;
+        self.responses += 1;
+        self.latest_nonce = Some(nonce.to_owned());
+        self.outstanding = Some(Outstanding {
+            nonce: nonce.to_owned(),
+            version,
+            sent_at: now,
+        });
+    }
+
+    /// Builds the state-of-the-world response: the whole subscribed set. In
+    /// the make phase, resources removed from the store stay in the set (at
+    /// the version the client has) until removals are due.
+    pub(super) fn build_sotw(
+        &mut self,
+        store: &ResourceStore,
+        removal_phase: bool,
+        nonce: &str,
+        limit: usize,
+        now: Instant,
+    ) -> Result<DiscoveryResponse, ProtocolError> {
+        let mut contents: BTreeMap<String, (String, Any)> = BTreeMap::new();
+        fn add(contents: &mut BTreeMap<String, (String, Any)>, name: &str, v: &str, any: &Any) {
+            contents.insert(name.to_owned(), (v.to_owned(), any.clone()));
+        }
+        if self.sub.wildcard {
+            for (name, r) in store.iter(&self.type_url) {
+                add(&mut contents, name, r.version(), r.resource());
+            }
+        } else {
+            for name in &self.sub.names {
+                if let Some(r) = store.get(&self.type_url, name) {
+                    add(&mut contents, name, r.version(), r.resource());
+                }
+            }
+        }
+        if !removal_phase {
+            for (name, have) in &self.sent {
+                if contents.contains_key(name) {
+                    continue;
+                }
+                if let (Some(v), Some(old)) = (have, store.removed(&self.type_url, name))
+                    && old.version() == v
+                {
+                    add(&mut contents, name, v, old.resource());
+                }
+            }
+        }
+        let version = set_version(contents.iter().map(|(n, (v, _))| (n.as_str(), v.as_str())));
+        self.sent = contents
+            .iter()
+            .map(|(n, (v, _))| (n.clone(), Some(v.clone())))
+            .collect();
+        self.dirty = self
+            .sent
+            .keys()
+            .filter(|n| store.get(&self.type_url, n).is_none())
+            .cloned()
+            .collect();
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: contents.into_values().map(|(_, any)| any).collect(),
+            type_url: self.type_url.clone(),
+            nonce: nonce.to_owned(),
+            ..Default::default()
+        };
+        let size = response.encoded_len();
+        if size > limit {
+            self.must_respond = false;
+            return Err(ProtocolError::MessageTooLarge {
+                type_url: self.type_url.clone(),
+                name: None,
+                size,
+                limit,
+            });
+        }
+        let in_flight = self
+            .sent
+            .iter()
+            .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
+            .collect();
+        self.mark_sent(nonce, version, now, in_flight);
+        Ok(response)
+    }
+
+    /// Builds an incremental response from the dirty set: in the make phase
+    /// updates and "does not exist" notices, in the removal phase removals;
+    /// as many as fit in `limit` (the rest stay pending). Resources too large
+    /// to ever fit are skipped and reported in `errors`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn build_delta(
+        &mut self,
+        store: &ResourceStore,
+        removal_phase: bool,
+        nonce: &str,
+        limit: usize,
+        now: Instant,
+        errors: &mut Vec<ProtocolError>,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let mut response = DeltaDiscoveryResponse {
+            system_version_info: store.generation().to_string(),
+            type_url: self.type_url.clone(),
+            nonce: nonce.to_owned(),
+            ..Default::default()
+        };
+        let base = response.encoded_len();
+        let mut size = base;
+        let mut done = Vec::new();
+        for name in &self.dirty {
+            let (entry, version) = match self.classify(name, store, Variant::Delta) {
+                Change::Update if !removal_phase => {
+                    let Some(r) = store.get(&self.type_url, name) else {
+                        continue;
+                    };
+                    let resource = DeltaResource {
+                        name: name.clone(),
+                        version: r.version().to_owned(),
+                        resource: Some(r.resource().clone()),
+                        ..Default::default()
+                    };
+                    (Some(resource), Some(r.version().to_owned()))
+                }
+                Change::NotFound if !removal_phase => (None, None),
+                Change::Remove if removal_phase => (None, None),
+                _ => continue,
+            };
+            let cost = match &entry {
+                Some(resource) => field_cost(resource.encoded_len()),
+                None => field_cost(name.len()),
+            };
+            if base + cost > limit {
+                // Can never be sent: report once, do not retry this version.
+                errors.push(ProtocolError::MessageTooLarge {
+                    type_url: self.type_url.clone(),
+                    name: Some(name.clone()),
+                    size: base + cost,
+                    limit,
+                });
+                done.push((name.clone(), version));
+                continue;
+            }
+            if size + cost > limit {
+                continue;
+            }
+            size += cost;
+            match entry {
+                Some(resource) => response.resources.push(resource),
+                None => response.removed_resources.push(name.clone()),
+            }
+            done.push((name.clone(), version));
+        }
+        for (name, version) in done {
+            self.dirty.remove(&name);
+            match version {
+                Some(v) => {
+                    self.sent.insert(name, Some(v));
+                }
+                None if self.sub.names.contains(&name) => {
+                    self.sent.insert(name, None);
+                }
+                None => {
+                    self.sent.remove(&name);
+                }
+            }
+        }
+        let empty = response.resources.is_empty() && response.removed_resources.is_empty();
+        if empty && !self.must_respond {
+            return None;
+        }
+        let version = response.system_version_info.clone();
+        let in_flight = response
+            .resources
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
+        self.mark_sent(nonce, version, now, in_flight);
+        Some(response)
+    }
+}
+
+/// Bytes a length-delimited field of `len` bytes adds to a message.
+fn field_cost(len: usize) -> usize {
+    1 + prost::length_delimiter_len(len) + len
+}
+
+/// A version for a whole state-of-the-world set: 16 hex digits of SHA-256
+/// over its (name, version) pairs, so the same set always has the same
+/// version.
+fn set_version<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (name, version) in pairs {
+        ctx.update(name.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(version.as_bytes());
+        ctx.update(&[0]);
+    }
+    hex16(ctx.finish().as_ref())
+}
