@@ -67,6 +67,7 @@ mod envoy;
 mod protocol;
 mod resource;
 mod service;
+mod shell;
 mod validation;
 mod workload;
 
@@ -101,6 +102,11 @@ pub use resource::{
 pub use service::{
     DnsConnectStrategy, HealthPolicy, IpFamilies, LoadBalancing, LoadBalancingMode,
     LoadBalancingScope, Service,
+};
+pub use shell::{
+    Backoff, ClientClosed, ClientSnapshot, ClientStatus, DEFAULT_DEBOUNCE,
+    DEFAULT_GRPC_MESSAGE_SIZE, ResourceHandler, XdsClient, XdsClientBuilder, XdsServer,
+    XdsServerConfig,
 };
 pub use validation::{ValidationError, Violation};
 pub use workload::{

@@ -1,0 +1,347 @@
+//! Our client against our server over real gRPC on loopback, for state of
+//! the world and delta.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use appnet_xds::wire::envoy::config::cluster::v3::Cluster as WireCluster;
+use appnet_xds::{
+    Any, Backoff, ClientSnapshot, Cluster, Node, Variant, XdsClient, XdsServer, XdsServerConfig,
+    type_url,
+};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Endpoint;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn cluster(name: &str, stat: &str) -> (String, Any) {
+    let c = WireCluster {
+        name: name.to_owned(),
+        alt_stat_name: stat.to_owned(),
+        ..Default::default()
+    };
+    (
+        name.to_owned(),
+        Any {
+            type_url: type_url::CLUSTER.to_owned(),
+            value: c.encode_to_vec(),
+        },
+    )
+}
+
+/// A served [`XdsServer`] on its own runtime and thread: stopping it drops
+/// the runtime, which closes every connection (a real restart).
+struct Serving {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    async fn start(server: &XdsServer, addr: SocketAddr) -> Self {
+        let listener = std::net::TcpListener::bind(addr).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let svc = server.ads_service();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("listener");
+                let serve = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(TcpListenerStream::new(listener));
+                tokio::select! {
+                    r = serve => r.expect("serve"),
+                    _ = stopped => {}
+                }
+            });
+            drop(rt);
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    async fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn endpoint(addr: SocketAddr) -> Endpoint {
+    Endpoint::from_shared(format!("http://{addr}")).expect("endpoint")
+}
+
+fn node(id: &str) -> Node {
+    Node {
+        id: id.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Waits until the snapshot satisfies `pred`.
+async fn until(rx: &mut watch::Receiver<ClientSnapshot>, pred: impl Fn(&ClientSnapshot) -> bool) {
+    tokio::time::timeout(WAIT, rx.wait_for(|s| pred(s)))
+        .await
+        .expect("timed out waiting for the client")
+        .expect("client alive");
+}
+
+/// Waits until the server status satisfies `pred`.
+async fn until_server(server: &XdsServer, pred: impl Fn(&[appnet_xds::ClientStatus]) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if pred(&server.status()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the server: {:#?}",
+            server.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn fast_config() -> XdsServerConfig {
+    let mut c = XdsServerConfig::default();
+    c.debounce = Duration::from_millis(5);
+    c
+}
+
+fn client(addr: SocketAddr, variant: Variant, id: &str) -> XdsClient {
+    XdsClient::builder(endpoint(addr), variant)
+        .node(node(id))
+        .backoff(Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+        ))
+        .subscribe_wildcard(type_url::CLUSTER)
+        .on::<Cluster, _>(|c: &Cluster| {
+            if c.wire().alt_stat_name == "poison" {
+                Err(format!("cluster {} is poisoned", c.wire().name))
+            } else {
+                Ok(())
+            }
+        })
+        .start()
+}
+
+fn stat_of(s: &ClientSnapshot, name: &str) -> Option<String> {
+    let r = s.get(type_url::CLUSTER, name)?;
+    WireCluster::decode(r.resource().value.as_slice())
+        .ok()
+        .map(|c| c.alt_stat_name)
+}
+
+async fn lifecycle(variant: Variant) {
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a1"), cluster("b", "b1")])
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let client = client(serving.addr, variant, "node-1");
+    let mut rx = client.watch();
+
+    // Initial sync.
+    until(&mut rx, |s| s.len(type_url::CLUSTER) == 2).await;
+    until_server(&server, |st| {
+        st.iter().any(|c| {
+            c.node_id == "node-1"
+                && c.types
+                    .iter()
+                    .any(|t| t.type_url == type_url::CLUSTER && t.acked.is_some())
+        })
+    })
+    .await;
+
+    // Update.
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a2")])
+        .expect("update");
+    until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a2")).await;
+
+    // Removal.
+    assert_eq!(server.remove(type_url::CLUSTER, ["b"]), 1);
+    until(&mut rx, |s| s.get(type_url::CLUSTER, "b").is_none()).await;
+    assert_eq!(rx.borrow().len(type_url::CLUSTER), 1);
+
+    // NACK: the handler rejects; the server records the reason; the client
+    // keeps the last good version.
+    server
+        .update(type_url::CLUSTER, [cluster("a", "poison")])
+        .expect("update");
+    until_server(&server, |st| {
+        st.iter().any(|c| {
+            c.types.iter().any(|t| {
+                t.last_nack
+                    .as_ref()
+                    .is_some_and(|n| n.message.contains("cluster a is poisoned"))
+            })
+        })
+    })
+    .await;
+    assert_eq!(stat_of(&rx.borrow(), "a").as_deref(), Some("a2"));
+    // A later valid version is accepted.
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a3")])
+        .expect("update");
+    until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a3")).await;
+
+    serving.stop().await;
+}
+
+#[tokio::test]
+async fn sotw_lifecycle() {
+    lifecycle(Variant::Sotw).await;
+}
+
+#[tokio::test]
+async fn delta_lifecycle() {
+    lifecycle(Variant::Delta).await;
+}
+
+async fn on_demand(variant: Variant) {
+    let server = XdsServer::new(fast_config());
+    server
+        .update(
+            type_url::ENDPOINT,
+            [
+                ("x".to_owned(), endpoint_any("x")),
+                ("y".to_owned(), endpoint_any("y")),
+            ],
+        )
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let client = client(serving.addr, variant, "node-od");
+    let mut rx = client.watch();
+    until(&mut rx, |s| s.connected).await;
+    client
+        .subscribe(type_url::ENDPOINT, ["x"])
+        .expect("subscribe");
+    until(&mut rx, |s| s.get(type_url::ENDPOINT, "x").is_some()).await;
+    assert!(rx.borrow().get(type_url::ENDPOINT, "y").is_none());
+    client
+        .subscribe(type_url::ENDPOINT, ["y"])
+        .expect("subscribe");
+    until(&mut rx, |s| s.len(type_url::ENDPOINT) == 2).await;
+    client
+        .unsubscribe(type_url::ENDPOINT, ["x"])
+        .expect("unsubscribe");
+    until(&mut rx, |s| s.get(type_url::ENDPOINT, "x").is_none()).await;
+    until_server(&server, |st| {
+        st.iter().any(|c| {
+            c.types
+                .iter()
+                .any(|t| t.type_url == type_url::ENDPOINT && t.names == ["y".to_owned()])
+        })
+    })
+    .await;
+    serving.stop().await;
+}
+
+fn endpoint_any(name: &str) -> Any {
+    use appnet_xds::wire::envoy::config::endpoint::v3::ClusterLoadAssignment as Cla;
+    Any {
+        type_url: type_url::ENDPOINT.to_owned(),
+        value: Cla {
+            cluster_name: name.to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn sotw_on_demand() {
+    on_demand(Variant::Sotw).await;
+}
+
+#[tokio::test]
+async fn delta_on_demand() {
+    on_demand(Variant::Delta).await;
+}
+
+/// The server restarts on the same port with the same content: the client
+/// reconnects, keeps its resources throughout, and (delta) nothing is
+/// resent because `initial_resource_versions` matched.
+async fn restart(variant: Variant) {
+    let resources = [cluster("a", "a1"), cluster("b", "b1")];
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, resources.clone())
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let addr = serving.addr;
+    let client = client(addr, variant, "node-r");
+    let mut rx = client.watch();
+    until(&mut rx, |s| s.len(type_url::CLUSTER) == 2 && s.streams == 1).await;
+    serving.stop().await;
+    until(&mut rx, |s| !s.connected).await;
+    assert_eq!(rx.borrow().len(type_url::CLUSTER), 2, "last good kept");
+
+    let server2 = XdsServer::new(fast_config());
+    server2
+        .update(type_url::CLUSTER, resources)
+        .expect("update");
+    let serving2 = Serving::start(&server2, addr).await;
+    until(&mut rx, |s| s.streams == 2 && s.connected).await;
+    until_server(&server2, |st| {
+        st.iter().any(|c| {
+            c.node_id == "node-r"
+                && c.types
+                    .iter()
+                    .any(|t| t.type_url == type_url::CLUSTER && t.acked.is_some())
+        })
+    })
+    .await;
+    let sent: u64 = server2.status().iter().map(|c| c.resources_pushed).sum();
+    match variant {
+        // Delta resumes: no unchanged resource is sent again.
+        Variant::Delta => assert_eq!(sent, 0, "{:#?}", server2.status()),
+        // State of the world always answers the first request in full.
+        Variant::Sotw => assert_eq!(sent, 2),
+    }
+    assert_eq!(rx.borrow().len(type_url::CLUSTER), 2);
+
+    // And the new server still pushes changes.
+    server2
+        .update(type_url::CLUSTER, [cluster("a", "a9")])
+        .expect("update");
+    until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a9")).await;
+    serving2.stop().await;
+}
+
+#[tokio::test]
+async fn sotw_restart() {
+    restart(Variant::Sotw).await;
+}
+
+#[tokio::test]
+async fn delta_restart() {
+    restart(Variant::Delta).await;
+}
