@@ -23,8 +23,8 @@ use crate::resource::{Resource, decode_any};
 /// Judges received resources of one type for an [`XdsClient`].
 pub trait ResourceHandler: Send + 'static {
     /// The name of a state-of-the-world resource (delta names it on the
-    /// wire). The default reads field 1 as a string, where Envoy's and
-    /// Istio's resources keep their names.
+    /// wire). The default reads field 1 as a string, where Envoy's
+    /// resources (and Istio's `Authorization`) keep their names.
     ///
     /// # Errors
     /// A reason when the payload cannot be named; the response is NACKed.
@@ -92,6 +92,12 @@ impl Validator for Handlers {
     fn resource_name(&mut self, type_url: &str, resource: &Any) -> Result<String, String> {
         match self.0.get_mut(type_url) {
             Some(h) => h.resource_name(resource),
+            // Istio's Address is a oneof: its name is inside.
+            None if type_url == crate::protocol::type_url::ADDRESS => {
+                decode_any::<crate::Address>(resource)
+                    .map(|a| a.name().into_owned())
+                    .map_err(|e| e.to_string())
+            }
             None => AcceptAll.resource_name(resource),
         }
     }
@@ -506,11 +512,15 @@ impl Task {
         }
     }
 
-    /// Publishes the accepted state: the event's type only, or every type
-    /// (after a subscription change).
+    /// Publishes the accepted state: after a delta response only the names
+    /// it touched (the map is copied only while a reader holds a clone),
+    /// otherwise the event's type, or every type after a subscription
+    /// change, rebuilt from the core.
     fn publish(&self, event: Option<ClientEvent>) {
         let status = self.core.status();
+        let incremental = self.variant == Variant::Delta;
         let types: Vec<String> = match &event {
+            Some(_) if incremental => Vec::new(),
             Some(e) => vec![e.type_url.clone()],
             None => status.iter().map(|s| s.type_url.clone()).collect(),
         };
@@ -527,6 +537,18 @@ impl Task {
             .collect();
         self.state.send_modify(|s| {
             s.resources.extend(maps);
+            if let Some(e) = event.as_ref().filter(|_| incremental) {
+                let map = Arc::make_mut(s.resources.entry(e.type_url.clone()).or_default());
+                for name in &e.removed {
+                    map.remove(name);
+                }
+                for name in &e.updated {
+                    match self.core.resource(&e.type_url, name) {
+                        Some(r) => map.insert(name.clone(), r.clone()),
+                        None => map.remove(name),
+                    };
+                }
+            }
             s.status = status;
             if event.is_some() {
                 s.last_event = event;
