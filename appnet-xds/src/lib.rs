@@ -44,9 +44,11 @@
 //! Tested against a real Envoy (1.40) bootstrapped with ADS at an
 //! [`XdsServer`], state of the world and delta.
 //!
-//! What it does not do (yet): the per-type discovery services (CDS, LDS,
-//! ... as separate gRPC services; ADS only); deep validation of Envoy
-//! resources (Envoy checks those itself).
+//! Besides ADS, the server offers the per-type CDS, EDS, LDS and RDS
+//! services ([`XdsServer::cds_service`], ...) over the same store.
+//!
+//! What it does not do (yet): a per-type (non-ADS) client; deep validation
+//! of Envoy resources (Envoy checks those itself).
 
 //! # Features
 //! None yet: the wire types and resources are always built.

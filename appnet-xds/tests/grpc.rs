@@ -47,6 +47,8 @@ impl Serving {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let svc = server.ads_service();
+        let cds = server.cds_service();
+        let eds = server.eds_service();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -57,6 +59,8 @@ impl Serving {
                 let listener = TcpListener::from_std(listener).expect("listener");
                 let serve = tonic::transport::Server::builder()
                     .add_service(svc)
+                    .add_service(cds)
+                    .add_service(eds)
                     .serve_with_incoming(TcpListenerStream::new(listener));
                 tokio::select! {
                     r = serve => r.expect("serve"),
@@ -344,4 +348,63 @@ async fn sotw_restart() {
 #[tokio::test]
 async fn delta_restart() {
     restart(Variant::Delta).await;
+}
+
+/// The per-type services share the store: a unary CDS fetch, and a delta
+/// EDS stream for one name that gets an update.
+#[tokio::test]
+async fn per_type_services() {
+    use appnet_xds::wire::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use appnet_xds::wire::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
+    use appnet_xds::{DeltaDiscoveryRequest, DiscoveryRequest};
+
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a1"), cluster("b", "b1")])
+        .expect("update");
+    server
+        .update(type_url::ENDPOINT, [("x".to_owned(), endpoint_any("x"))])
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let channel = endpoint(serving.addr).connect().await.expect("connect");
+
+    let fetched = ClusterDiscoveryServiceClient::new(channel.clone())
+        .fetch_clusters(DiscoveryRequest::default())
+        .await
+        .expect("fetch")
+        .into_inner();
+    assert_eq!(fetched.type_url, type_url::CLUSTER);
+    assert_eq!(fetched.resources.len(), 2);
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node("eds-only")),
+        resource_names_subscribe: vec!["x".to_owned()],
+        ..Default::default()
+    })
+    .expect("send");
+    let mut inbound = EndpointDiscoveryServiceClient::new(channel)
+        .delta_endpoints(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, inbound.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a response");
+    assert_eq!(first.type_url, type_url::ENDPOINT);
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.resources[0].name, "x");
+    tx.send(DeltaDiscoveryRequest {
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .expect("ack");
+    until_server(&server, |st| {
+        st.iter()
+            .any(|c| c.node_id == "eds-only" && c.types.iter().any(|t| t.acked.is_some()))
+    })
+    .await;
+    serving.stop().await;
 }

@@ -1,6 +1,7 @@
 //! tonic shells around the protocol core: [`XdsServer`] and [`XdsClient`].
 
 mod client;
+mod per_type;
 mod server;
 
 pub use client::{

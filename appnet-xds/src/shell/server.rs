@@ -200,6 +200,42 @@ impl XdsServer {
         result
     }
 
+    /// Answers one state-of-the-world request from the store's current
+    /// content (the per-type services' unary `Fetch*` methods).
+    pub(super) fn fetch(
+        &self,
+        type_url: &str,
+        request: DiscoveryRequest,
+    ) -> Result<DiscoveryResponse, tonic::Status> {
+        let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        let mut core = ServerStream::new(
+            Variant::Sotw,
+            StreamKind::Single(type_url.to_owned()),
+            self.shared.config.stream.clone(),
+            id,
+        );
+        let now = Instant::now();
+        core.handle_request(request, now)
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let store = self
+            .shared
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match core.poll_response(&store, now) {
+            Ok(Some(r)) => r
+                .into_sotw()
+                .ok_or_else(|| tonic::Status::internal("not a state-of-the-world response")),
+            Ok(None) => Err(tonic::Status::not_found("nothing to send")),
+            Err(e) => Err(tonic::Status::resource_exhausted(e.to_string())),
+        }
+    }
+
+    /// The message size limit of the gRPC services.
+    pub(super) fn max_message_size(&self) -> usize {
+        self.shared.config.max_message_size
+    }
+
     /// Reads the store.
     pub fn with_store_read<T>(&self, f: impl FnOnce(&ResourceStore) -> T) -> T {
         f(&self
@@ -229,18 +265,18 @@ impl XdsServer {
             .max_encoding_message_size(limit)
     }
 
-    fn spawn_stream<S>(&self, variant: Variant, inbound: S) -> mpsc::Receiver<Response>
+    pub(super) fn spawn_stream<S>(
+        &self,
+        variant: Variant,
+        kind: StreamKind,
+        inbound: S,
+    ) -> mpsc::Receiver<Response>
     where
         S: Stream<Item = Result<Request, tonic::Status>> + Send + Unpin + 'static,
     {
         let (tx, rx) = mpsc::channel(16);
         let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
-        let core = ServerStream::new(
-            variant,
-            StreamKind::Aggregated,
-            self.shared.config.stream.clone(),
-            id,
-        );
+        let core = ServerStream::new(variant, kind, self.shared.config.stream.clone(), id);
         let driver = Driver {
             shared: self.shared.clone(),
             core,
@@ -368,7 +404,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+pub(super) type BoxStream<T> =
+    Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for XdsServer {
@@ -380,7 +417,7 @@ impl AggregatedDiscoveryService for XdsServer {
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
         let inbound = request.into_inner().map(|r| r.map(Request::Sotw));
-        let rx = self.spawn_stream(Variant::Sotw, inbound);
+        let rx = self.spawn_stream(Variant::Sotw, StreamKind::Aggregated, inbound);
         let out = ReceiverStream::new(rx).filter_map(|r| r.into_sotw().map(Ok));
         Ok(tonic::Response::new(Box::pin(out)))
     }
@@ -390,7 +427,7 @@ impl AggregatedDiscoveryService for XdsServer {
         request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
         let inbound = request.into_inner().map(|r| r.map(Request::Delta));
-        let rx = self.spawn_stream(Variant::Delta, inbound);
+        let rx = self.spawn_stream(Variant::Delta, StreamKind::Aggregated, inbound);
         let out = ReceiverStream::new(rx).filter_map(|r| r.into_delta().map(Ok));
         Ok(tonic::Response::new(Box::pin(out)))
     }
