@@ -408,3 +408,57 @@ async fn per_type_services() {
     .await;
     serving.stop().await;
 }
+
+/// Changes arriving within the debounce window go out as one push; with no
+/// window each goes out on its own.
+#[tokio::test]
+async fn debounce_coalesces_bursts() {
+    for (debounce, expect_one) in [(Duration::from_secs(2), true), (Duration::ZERO, false)] {
+        let mut config = XdsServerConfig::default();
+        config.debounce = debounce;
+        let server = XdsServer::new(config);
+        server
+            .update(type_url::CLUSTER, [cluster("a", "v0")])
+            .expect("update");
+        let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+        let client = client(serving.addr, Variant::Delta, "node-d");
+        let mut rx = client.watch();
+        until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("v0")).await;
+        until_server(&server, |st| {
+            st.iter().any(|c| {
+                c.types
+                    .iter()
+                    .any(|t| t.acked.is_some() && t.outstanding.is_none())
+            })
+        })
+        .await;
+        let before: u64 = server.status().iter().map(|c| c.responses).sum();
+        for i in 1..=5 {
+            server
+                .update(type_url::CLUSTER, [cluster("a", &format!("v{i}"))])
+                .expect("update");
+            // Let the stream's task see each change (and, with no window,
+            // push it and get the ACK) before the next one.
+            let target = format!("v{i}");
+            if expect_one {
+                for _ in 0..20 {
+                    tokio::task::yield_now().await;
+                }
+            } else {
+                until(&mut rx, |s| {
+                    stat_of(s, "a").as_deref() == Some(target.as_str())
+                })
+                .await;
+            }
+        }
+        until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("v5")).await;
+        let after: u64 = server.status().iter().map(|c| c.responses).sum();
+        if expect_one {
+            assert_eq!(after - before, 1, "one push for the burst");
+        } else {
+            assert_eq!(after - before, 5, "one push per change");
+        }
+        drop(client);
+        serving.stop().await;
+    }
+}
