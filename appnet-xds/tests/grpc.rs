@@ -462,3 +462,24 @@ async fn debounce_coalesces_bursts() {
         serving.stop().await;
     }
 }
+
+/// A push larger than tonic's 4 MiB default goes through: both shells
+/// default to a 64 MiB limit.
+#[tokio::test]
+async fn pushes_beyond_four_mebibytes() {
+    let big = "x".repeat(5 * 1024 * 1024);
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("big", &big)])
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    for variant in [Variant::Sotw, Variant::Delta] {
+        let client = client(serving.addr, variant, "node-big");
+        let mut rx = client.watch();
+        until(&mut rx, |s| {
+            stat_of(s, "big").is_some_and(|v| v.len() == 5 * 1024 * 1024)
+        })
+        .await;
+    }
+    serving.stop().await;
+}
