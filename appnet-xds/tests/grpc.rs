@@ -463,23 +463,28 @@ async fn debounce_coalesces_bursts() {
     }
 }
 
-/// A push larger than tonic's 4 MiB default goes through: both shells
-/// default to a 64 MiB limit.
+/// A push larger than tonic's 4 MiB default goes through (six 1 MiB
+/// clusters in one response): both shells default to a 64 MiB limit.
 #[tokio::test]
 async fn pushes_beyond_four_mebibytes() {
-    let big = "x".repeat(5 * 1024 * 1024);
+    let big = "x".repeat(1024 * 1024);
     let server = XdsServer::new(fast_config());
+    let names: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
     server
-        .update(type_url::CLUSTER, [cluster("big", &big)])
+        .update(type_url::CLUSTER, names.iter().map(|n| cluster(n, &big)))
         .expect("update");
     let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
     for variant in [Variant::Sotw, Variant::Delta] {
         let client = client(serving.addr, variant, "node-big");
         let mut rx = client.watch();
         until(&mut rx, |s| {
-            stat_of(s, "big").is_some_and(|v| v.len() == 5 * 1024 * 1024)
+            names
+                .iter()
+                .all(|n| stat_of(s, n).is_some_and(|v| v.len() == big.len()))
         })
         .await;
+        let event = rx.borrow().last_event.clone().expect("a response");
+        assert_eq!(event.updated.len(), 6, "all in one response");
     }
     serving.stop().await;
 }
