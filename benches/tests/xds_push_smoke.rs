@@ -28,7 +28,7 @@ fn push_bench_prints_every_figure() {
     );
     for needle in [
         "full delta push: 200 workloads + 20 services (220 resources",
-        "full delta push memory: RSS",
+        "full delta push memory (client process; the server runs in a child): RSS",
         "per workload beyond the payload",
         "fan-out of one workload change to 5 delta clients",
         "p99",

@@ -8,9 +8,11 @@
 //!    and M services (default 20,000) as `istio.workload.Address`
 //!    resources; one delta `XdsClient` subscribes to all of them. Prints the
 //!    time from the client's start until it has accepted every resource,
-//!    the payload bytes, and the process's resident memory (VmRSS) before
-//!    and after and its peak (VmHWM) from `/proc/self/status`: server store,
-//!    client state and the messages in flight together, one process.
+//!    the payload bytes, and the client process's resident memory (VmRSS)
+//!    before and after and its peak (VmHWM) from `/proc/self/status`. The
+//!    server runs in a child process (this binary with `--serve-only`), so
+//!    the memory figures are the client's alone: its accepted state, its
+//!    published snapshot (sharing payloads) and the messages in flight.
 //! 2. Fan-out: C delta clients (default 1,000) subscribed to a store of F
 //!    workloads (default 1,000); R times (default 20) one workload changes
 //!    and the time until every client has accepted it is recorded. Prints
@@ -37,6 +39,8 @@ struct Args {
     clients: usize,
     rounds: usize,
     fanout_workloads: usize,
+    /// Internal: run only the full-push server, in a child process.
+    serve_only: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -46,10 +50,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         clients: 1_000,
         rounds: 20,
         fanout_workloads: 1_000,
+        serve_only: false,
     };
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
+        }
+        if flag == "--serve-only" {
+            parsed.serve_only = true;
+            continue;
         }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let n: usize = value
@@ -136,34 +145,80 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn full_push(args: &Args) -> Result<(), String> {
+/// The child process of the full push: builds the resources, serves them,
+/// prints `port P resources T bytes B`, and runs until stdin closes.
+async fn serve_only(args: &Args) -> Result<(), String> {
     let bench = XdsBench::new(args.workloads, args.services);
     let resources = to_resources(&bench);
+    drop(bench);
     let total = resources.len();
     let bytes: usize = resources.iter().map(|(_, a)| a.value.len()).sum();
-    drop(bench);
     let server = XdsServer::new(XdsServerConfig::default());
     server
         .update(type_url::ADDRESS, resources)
         .map_err(|e| format!("store: {e}"))?;
     let addr = serve(&server).await?;
+    println!("port {} resources {total} bytes {bytes}", addr.port());
+    tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await
+    .map_err(|e| format!("stdin: {e}"))
+}
+
+async fn full_push(args: &Args) -> Result<(), String> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--serve-only",
+            "--workloads",
+            &args.workloads.to_string(),
+            "--services",
+            &args.services.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn server: {e}"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("no child stdout")?;
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("server: {e}"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (port, total, bytes) = match fields.as_slice() {
+        ["port", p, "resources", t, "bytes", b] => (
+            p.parse::<u16>().map_err(|e| e.to_string())?,
+            t.parse::<usize>().map_err(|e| e.to_string())?,
+            b.parse::<usize>().map_err(|e| e.to_string())?,
+        ),
+        _ => {
+            let _ = child.kill();
+            return Err(format!("server said {line:?}"));
+        }
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let rss_before = proc_status_bytes("VmRSS:");
-    let hwm_before = proc_status_bytes("VmHWM:");
     let start = Instant::now();
     let client = client(addr)?;
     let mut rx = client.watch();
-    tokio::time::timeout(
+    let synced = tokio::time::timeout(
         Duration::from_secs(300),
         rx.wait_for(|s| s.len(type_url::ADDRESS) == total),
     )
-    .await
-    .map_err(|_| "full push timed out".to_owned())?
-    .map_err(|_| "client stopped".to_owned())?;
+    .await;
     let elapsed = start.elapsed();
+    drop(child.stdin.take());
+    let _ = child.wait();
+    synced
+        .map_err(|_| "full push timed out".to_owned())?
+        .map_err(|_| "client stopped".to_owned())?;
     let rss_after = proc_status_bytes("VmRSS:");
     let hwm_after = proc_status_bytes("VmHWM:");
     let grew = rss_after.saturating_sub(rss_before);
-    let peak_grew = hwm_after.saturating_sub(rss_before.max(hwm_before.min(rss_before)));
+    let peak_grew = hwm_after.saturating_sub(rss_before);
     let per_workload = |b: u64| (b as f64 - bytes as f64) / args.workloads.max(1) as f64;
     println!(
         "full delta push: {} workloads + {} services ({total} resources, {:.1} MB payload) in {:.1} ms",
@@ -173,7 +228,7 @@ async fn full_push(args: &Args) -> Result<(), String> {
         ms(elapsed)
     );
     println!(
-        "full delta push memory: RSS {:.1} MB before, {:.1} MB after (+{:.1} MB), peak {:.1} MB (+{:.1} MB over the start)",
+        "full delta push memory (client process; the server runs in a child): RSS {:.1} MB before, {:.1} MB after (+{:.1} MB), peak {:.1} MB (+{:.1} MB)",
         rss_before as f64 / 1e6,
         rss_after as f64 / 1e6,
         grew as f64 / 1e6,
@@ -181,7 +236,7 @@ async fn full_push(args: &Args) -> Result<(), String> {
         peak_grew as f64 / 1e6,
     );
     println!(
-        "full delta push memory per workload beyond the payload: {:.0} B resident after, {:.0} B at peak (server + client in one process)",
+        "full delta push memory per workload beyond the payload: {:.0} B resident after, {:.0} B at peak",
         per_workload(grew),
         per_workload(peak_grew),
     );
@@ -300,6 +355,9 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
+        if args.serve_only {
+            return serve_only(&args).await;
+        }
         full_push(&args).await?;
         fan_out(&args).await
     });
