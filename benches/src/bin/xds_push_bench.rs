@@ -282,6 +282,7 @@ async fn fan_out(args: &Args) -> Result<(), String> {
             type_url: base.type_url.clone(),
             value,
         };
+        let start = Instant::now();
         server
             .update(type_url::ADDRESS, [(name.clone(), changed)])
             .map_err(|e| format!("update: {e}"))?;
@@ -291,7 +292,6 @@ async fn fan_out(args: &Args) -> Result<(), String> {
                     .map(|r| r.version().to_owned())
             })
             .ok_or("changed resource missing")?;
-        let start = Instant::now();
         let mut waits = tokio::task::JoinSet::new();
         for c in &clients {
             let mut rx = c.watch();
