@@ -59,7 +59,7 @@ fn whole(reason: String) -> Vec<Rejection> {
 fn accept(t: &mut ClientType, name: &str, version: &str, resource: Any) -> bool {
     let new = AcceptedResource {
         version: version.to_owned(),
-        resource,
+        resource: resource.into(),
     };
     match t.resources.get(name) {
         Some(old) if old.resource == new.resource => {
@@ -111,7 +111,7 @@ pub(super) fn sotw(
                     name,
                     AcceptedResource {
                         version,
-                        resource: any,
+                        resource: any.into(),
                     },
                 );
             }

@@ -40,11 +40,12 @@ pub struct ClientConfig {
     pub types: TypeTable,
 }
 
-/// A resource the client accepted.
+/// A resource the client accepted. Cloning is cheap: the payload is
+/// shared.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcceptedResource {
     version: String,
-    resource: Any,
+    resource: std::sync::Arc<Any>,
 }
 
 impl AcceptedResource {

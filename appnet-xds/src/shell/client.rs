@@ -1,0 +1,558 @@
+//! The tonic client shell: one ADS stream, reconnected with backoff.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Endpoint;
+
+use super::server::DEFAULT_GRPC_MESSAGE_SIZE;
+use crate::protocol::{
+    AcceptedResource, Any, ClientConfig, ClientEvent, ClientStream, ClientTypeStatus, Node,
+    Request, Response, StreamKind, Validator, Variant, WILDCARD,
+};
+use crate::resource::{Resource, decode_any};
+
+/// Judges received resources of one type for an [`XdsClient`].
+pub trait ResourceHandler: Send + 'static {
+    /// The name of a state-of-the-world resource (delta names it on the
+    /// wire). The default reads field 1 as a string, where Envoy's
+    /// resources (and Istio's `Authorization`) keep their names.
+    ///
+    /// # Errors
+    /// A reason when the payload cannot be named; the response is NACKed.
+    fn resource_name(&mut self, resource: &Any) -> Result<String, String> {
+        name_from_field_1(resource)
+    }
+
+    /// Checks one resource; `Err(reason)` rejects it: the client NACKs with
+    /// the reason and keeps the last accepted version.
+    ///
+    /// # Errors
+    /// The reason the resource is unacceptable.
+    fn validate(&mut self, name: &str, resource: &Any) -> Result<(), String>;
+}
+
+/// A payload's field 1, as a string.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NameOnly {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+fn name_from_field_1(resource: &Any) -> Result<String, String> {
+    NameOnly::decode(resource.value.as_slice())
+        .map(|n| n.name)
+        .map_err(|e| format!("cannot read the resource name: {e}"))
+}
+
+/// Accepts anything that names itself in field 1.
+struct AcceptAll;
+
+impl ResourceHandler for AcceptAll {
+    fn validate(&mut self, _name: &str, _resource: &Any) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Decodes into `R` (its domain validation included), then asks `F`.
+struct Typed<R, F> {
+    check: F,
+    _resource: PhantomData<fn() -> R>,
+}
+
+impl<R, F> ResourceHandler for Typed<R, F>
+where
+    R: Resource + 'static,
+    F: FnMut(&R) -> Result<(), String> + Send + 'static,
+{
+    fn resource_name(&mut self, resource: &Any) -> Result<String, String> {
+        let r: R = decode_any(resource).map_err(|e| e.to_string())?;
+        Ok(r.name().into_owned())
+    }
+
+    fn validate(&mut self, _name: &str, resource: &Any) -> Result<(), String> {
+        let r: R = decode_any(resource).map_err(|e| e.to_string())?;
+        (self.check)(&r)
+    }
+}
+
+/// Type URL → handler; the core's [`Validator`].
+#[derive(Default)]
+struct Handlers(BTreeMap<String, Box<dyn ResourceHandler>>);
+
+impl Validator for Handlers {
+    fn resource_name(&mut self, type_url: &str, resource: &Any) -> Result<String, String> {
+        match self.0.get_mut(type_url) {
+            Some(h) => h.resource_name(resource),
+            // Istio's Address is a oneof: its name is inside.
+            None if type_url == crate::protocol::type_url::ADDRESS => {
+                decode_any::<crate::Address>(resource)
+                    .map(|a| a.name().into_owned())
+                    .map_err(|e| e.to_string())
+            }
+            None => AcceptAll.resource_name(resource),
+        }
+    }
+
+    fn validate(&mut self, type_url: &str, name: &str, resource: &Any) -> Result<(), String> {
+        match self.0.get_mut(type_url) {
+            Some(h) => h.validate(name, resource),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reconnection delays: `initial`, multiplied by `multiplier` after each
+/// failed attempt, capped at `max`; back to `initial` once a stream got a
+/// response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The largest delay.
+    pub max: Duration,
+    /// Growth factor per failed attempt.
+    pub multiplier: u32,
+}
+
+impl Backoff {
+    /// A backoff from `initial` to `max`, doubling.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            multiplier: 2,
+        }
+    }
+}
+
+impl Default for Backoff {
+    /// 100 ms doubling up to 30 s.
+    fn default() -> Self {
+        Self::new(Duration::from_millis(100), Duration::from_secs(30))
+    }
+}
+
+/// What an [`XdsClient`] has accepted, published after every change.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ClientSnapshot {
+    /// Whether a stream is open.
+    pub connected: bool,
+    /// How many streams were opened so far.
+    pub streams: u64,
+    /// Accepted resources: type URL → name → resource.
+    pub resources: BTreeMap<String, Arc<BTreeMap<String, AcceptedResource>>>,
+    /// Per-type status (version, nonce, last NACK).
+    pub status: Vec<ClientTypeStatus>,
+    /// The last response's outcome.
+    pub last_event: Option<ClientEvent>,
+}
+
+impl ClientSnapshot {
+    /// One accepted resource.
+    pub fn get(&self, type_url: &str, name: &str) -> Option<&AcceptedResource> {
+        self.resources.get(type_url)?.get(name)
+    }
+
+    /// How many resources of a type are accepted.
+    pub fn len(&self, type_url: &str) -> usize {
+        self.resources.get(type_url).map_or(0, |m| m.len())
+    }
+}
+
+/// The client was shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the xDS client task has stopped")]
+pub struct ClientClosed;
+
+enum Command {
+    Subscribe(String, Vec<String>),
+    Unsubscribe(String, Vec<String>),
+}
+
+/// Builds an [`XdsClient`].
+pub struct XdsClientBuilder {
+    endpoint: Endpoint,
+    variant: Variant,
+    node: Option<Node>,
+    handlers: Handlers,
+    subscriptions: Vec<(String, Vec<String>)>,
+    backoff: Backoff,
+    max_message_size: usize,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for XdsClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsClientBuilder")
+            .field("endpoint", &self.endpoint.uri())
+            .field("variant", &self.variant)
+            .field("handlers", &self.handlers.0.keys().collect::<Vec<_>>())
+            .field("subscriptions", &self.subscriptions)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdsClientBuilder {
+    /// The node the client identifies as.
+    pub fn node(mut self, node: Node) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Subscribes to names of a type from the start (`*` for all).
+    pub fn subscribe<I, S>(mut self, type_url: &str, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.subscriptions.push((
+            type_url.to_owned(),
+            names.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// Subscribes to every resource of a type from the start.
+    pub fn subscribe_wildcard(self, type_url: &str) -> Self {
+        self.subscribe(type_url, [WILDCARD])
+    }
+
+    /// Sets the handler of one type URL (resources of types without one are
+    /// accepted as they are).
+    pub fn handler(mut self, type_url: &str, handler: impl ResourceHandler) -> Self {
+        self.handlers
+            .0
+            .insert(type_url.to_owned(), Box::new(handler));
+        self
+    }
+
+    /// A typed handler: each resource of `R::TYPE_URL` is decoded and
+    /// validated as `R`, then passed to `check`; a decoding error or
+    /// `Err(reason)` rejects it.
+    pub fn on<R, F>(self, check: F) -> Self
+    where
+        R: Resource + 'static,
+        F: FnMut(&R) -> Result<(), String> + Send + 'static,
+    {
+        self.handler(
+            R::TYPE_URL,
+            Typed::<R, F> {
+                check,
+                _resource: PhantomData,
+            },
+        )
+    }
+
+    /// Reconnection delays (default [`Backoff::default`]).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// gRPC message size limit, both directions (default 64 MiB).
+    pub fn max_message_size(mut self, limit: usize) -> Self {
+        self.max_message_size = limit;
+        self
+    }
+
+    /// Protocol settings of the client core.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Starts the client task on the current tokio runtime. It connects,
+    /// and reconnects with backoff, until the [`XdsClient`] is dropped.
+    pub fn start(self) -> XdsClient {
+        let mut core =
+            ClientStream::new(self.variant, StreamKind::Aggregated, self.node, self.config);
+        for (type_url, names) in self.subscriptions {
+            // Aggregated streams accept every type.
+            let _ = core.subscribe(&type_url, names);
+        }
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (state_tx, state) = watch::channel(ClientSnapshot::default());
+        let task = Task {
+            endpoint: self.endpoint,
+            variant: self.variant,
+            core,
+            handlers: self.handlers,
+            backoff: self.backoff,
+            max_message_size: self.max_message_size,
+            commands: command_rx,
+            state: state_tx,
+        };
+        let task = tokio::spawn(task.run());
+        XdsClient {
+            commands,
+            state,
+            task,
+        }
+    }
+}
+
+/// An xDS client over ADS (state of the world or delta): subscriptions that
+/// can change while connected, handlers that accept or reject resources
+/// (a rejection is NACKed with its reason and the last good version is
+/// kept), and reconnection with backoff that resumes with the accepted
+/// versions (`initial_resource_versions` in delta). Dropping it stops the
+/// task.
+#[derive(Debug)]
+pub struct XdsClient {
+    commands: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<ClientSnapshot>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for XdsClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl XdsClient {
+    /// A builder for a client of the server at `endpoint`.
+    pub fn builder(endpoint: Endpoint, variant: Variant) -> XdsClientBuilder {
+        XdsClientBuilder {
+            endpoint,
+            variant,
+            node: None,
+            handlers: Handlers::default(),
+            subscriptions: Vec::new(),
+            backoff: Backoff::default(),
+            max_message_size: DEFAULT_GRPC_MESSAGE_SIZE,
+            config: ClientConfig::default(),
+        }
+    }
+
+    /// Subscribes to more names of a type (`*` for all), now.
+    ///
+    /// # Errors
+    /// [`ClientClosed`] when the task has stopped.
+    pub fn subscribe<I, S>(&self, type_url: &str, names: I) -> Result<(), ClientClosed>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.commands
+            .send(Command::Subscribe(type_url.to_owned(), names))
+            .map_err(|_| ClientClosed)
+    }
+
+    /// Unsubscribes names of a type (`*` drops the wildcard); their
+    /// resources are dropped.
+    ///
+    /// # Errors
+    /// [`ClientClosed`] when the task has stopped.
+    pub fn unsubscribe<I, S>(&self, type_url: &str, names: I) -> Result<(), ClientClosed>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let names = names.into_iter().map(Into::into).collect();
+        self.commands
+            .send(Command::Unsubscribe(type_url.to_owned(), names))
+            .map_err(|_| ClientClosed)
+    }
+
+    /// A receiver of every published snapshot.
+    pub fn watch(&self) -> watch::Receiver<ClientSnapshot> {
+        self.state.clone()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> ClientSnapshot {
+        self.state.borrow().clone()
+    }
+}
+
+type Inbound = Pin<Box<dyn Stream<Item = Result<Response, tonic::Status>> + Send>>;
+
+enum Ended {
+    Shutdown,
+    Disconnected { got_response: bool },
+}
+
+struct Task {
+    endpoint: Endpoint,
+    variant: Variant,
+    core: ClientStream,
+    handlers: Handlers,
+    backoff: Backoff,
+    max_message_size: usize,
+    commands: mpsc::UnboundedReceiver<Command>,
+    state: watch::Sender<ClientSnapshot>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut delay = self.backoff.initial;
+        let mut first = true;
+        loop {
+            if !first {
+                self.core.reconnect();
+            }
+            first = false;
+            match self.session().await {
+                Ended::Shutdown => return,
+                Ended::Disconnected { got_response } => {
+                    if got_response {
+                        delay = self.backoff.initial;
+                    }
+                }
+            }
+            self.state.send_modify(|s| s.connected = false);
+            let wake = tokio::time::sleep(delay);
+            tokio::pin!(wake);
+            delay = delay
+                .saturating_mul(self.backoff.multiplier.max(1))
+                .min(self.backoff.max);
+            loop {
+                tokio::select! {
+                    () = &mut wake => break,
+                    cmd = self.commands.recv() => match cmd {
+                        Some(cmd) => self.apply(cmd),
+                        None => return,
+                    },
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        // Aggregated streams accept every type: these cannot fail.
+        match cmd {
+            Command::Subscribe(t, names) => {
+                let _ = self.core.subscribe(&t, names);
+            }
+            Command::Unsubscribe(t, names) => {
+                let _ = self.core.unsubscribe(&t, names);
+            }
+        }
+    }
+
+    async fn session(&mut self) -> Ended {
+        let Ok(channel) = self.endpoint.connect().await else {
+            return Ended::Disconnected {
+                got_response: false,
+            };
+        };
+        let mut grpc = AggregatedDiscoveryServiceClient::new(channel)
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size);
+        let (tx, rx) = mpsc::unbounded_channel::<Request>();
+        self.flush(&tx);
+        let outbound = UnboundedReceiverStream::new(rx);
+        let opened: Result<Inbound, tonic::Status> = match self.variant {
+            Variant::Sotw => grpc
+                .stream_aggregated_resources(outbound.filter_map(Request::into_sotw))
+                .await
+                .map(|r| Box::pin(r.into_inner().map(|m| m.map(Response::Sotw))) as Inbound),
+            Variant::Delta => grpc
+                .delta_aggregated_resources(outbound.filter_map(Request::into_delta))
+                .await
+                .map(|r| Box::pin(r.into_inner().map(|m| m.map(Response::Delta))) as Inbound),
+        };
+        let Ok(mut inbound) = opened else {
+            return Ended::Disconnected {
+                got_response: false,
+            };
+        };
+        self.state.send_modify(|s| {
+            s.connected = true;
+            s.streams += 1;
+        });
+        let mut got_response = false;
+        loop {
+            tokio::select! {
+                msg = inbound.next() => match msg {
+                    Some(Ok(resp)) => {
+                        got_response = true;
+                        // An error (a type never subscribed, a wrong
+                        // variant) leaves nothing to apply or answer.
+                        let handled =
+                            self.core.handle_response(resp, Instant::now(), &mut self.handlers);
+                        if let Ok(event) = handled {
+                            self.flush(&tx);
+                            self.publish(Some(event));
+                        }
+                    }
+                    _ => return Ended::Disconnected { got_response },
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => {
+                        self.apply(cmd);
+                        self.flush(&tx);
+                        self.publish(None);
+                    }
+                    None => return Ended::Shutdown,
+                },
+            }
+        }
+    }
+
+    fn flush(&mut self, tx: &mpsc::UnboundedSender<Request>) {
+        while let Some(req) = self.core.poll_request() {
+            if tx.send(req).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Publishes the accepted state: after a delta response only the names
+    /// it touched (the map is copied only while a reader holds a clone),
+    /// otherwise the event's type, or every type after a subscription
+    /// change, rebuilt from the core.
+    fn publish(&self, event: Option<ClientEvent>) {
+        let status = self.core.status();
+        let incremental = self.variant == Variant::Delta;
+        let types: Vec<String> = match &event {
+            Some(_) if incremental => Vec::new(),
+            Some(e) => vec![e.type_url.clone()],
+            None => status.iter().map(|s| s.type_url.clone()).collect(),
+        };
+        let maps: Vec<(String, Arc<BTreeMap<String, AcceptedResource>>)> = types
+            .into_iter()
+            .map(|t| {
+                let map = self
+                    .core
+                    .resources(&t)
+                    .map(|(n, r)| (n.to_owned(), r.clone()))
+                    .collect();
+                (t, Arc::new(map))
+            })
+            .collect();
+        self.state.send_modify(|s| {
+            s.resources.extend(maps);
+            if let Some(e) = event.as_ref().filter(|_| incremental) {
+                let map = Arc::make_mut(s.resources.entry(e.type_url.clone()).or_default());
+                for name in &e.removed {
+                    map.remove(name);
+                }
+                for name in &e.updated {
+                    match self.core.resource(&e.type_url, name) {
+                        Some(r) => map.insert(name.clone(), r.clone()),
+                        None => map.remove(name),
+                    };
+                }
+            }
+            s.status = status;
+            if event.is_some() {
+                s.last_event = event;
+            }
+        });
+    }
+}

@@ -1,0 +1,434 @@
+//! The tonic server shell: a shared store, one task per stream.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::protocol::{
+    Any, DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    ProtocolError, Request, ResourceStore, Response, ServerConfig, ServerStream, StreamKind,
+    TypeStatus, Variant,
+};
+
+/// Default gRPC message size limit of the shells: 64 MiB. tonic's own
+/// default (4 MiB) is too small for a full delta push on reconnect.
+pub const DEFAULT_GRPC_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Default push debounce window: 50 ms.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Settings of an [`XdsServer`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct XdsServerConfig {
+    /// Settings of each stream's protocol core. Its `max_message_size` is
+    /// replaced by [`Self::max_message_size`].
+    pub stream: ServerConfig,
+    /// Changes arriving within this window after the first one are pushed
+    /// together: a stream waits this long after the store changes before it
+    /// computes its responses. Zero pushes at once.
+    pub debounce: Duration,
+    /// gRPC message size limit, both directions (default
+    /// [`DEFAULT_GRPC_MESSAGE_SIZE`]).
+    pub max_message_size: usize,
+}
+
+impl Default for XdsServerConfig {
+    fn default() -> Self {
+        Self {
+            stream: ServerConfig::default(),
+            debounce: DEFAULT_DEBOUNCE,
+            max_message_size: DEFAULT_GRPC_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// The status of one connected stream.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ClientStatus {
+    /// The server-assigned stream id (also the prefix of its nonces).
+    pub stream_id: u64,
+    /// The node id from the stream's first request (empty if none).
+    pub node_id: String,
+    /// State of the world or delta.
+    pub variant: Variant,
+    /// Per type: subscription, last ACKed version, last NACK with its
+    /// message, and counters.
+    pub types: Vec<TypeStatus>,
+    /// Responses sent on this stream.
+    pub responses: u64,
+    /// Resources carried by the responses sent on this stream (updates,
+    /// not removals): what a push cost, unlike [`TypeStatus::resources_sent`]
+    /// (what the client holds).
+    pub resources_pushed: u64,
+    /// The last protocol error the stream reported, if any.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: RwLock<ResourceStore>,
+    generation: watch::Sender<u64>,
+    clients: Mutex<BTreeMap<u64, ClientStatus>>,
+    next_stream: AtomicU64,
+    config: XdsServerConfig,
+}
+
+/// An xDS management server: a shared [`ResourceStore`] served over ADS,
+/// state-of-the-world and delta, to any number of streams.
+///
+/// Each stream is a task driving a [`ServerStream`]: requests are handled as
+/// they arrive; store changes wake every stream, which waits
+/// [`XdsServerConfig::debounce`] to coalesce a burst, then pushes only what
+/// changed for its subscriptions. Cloning is cheap and shares the store.
+#[derive(Clone, Debug)]
+pub struct XdsServer {
+    shared: Arc<Shared>,
+}
+
+impl Default for XdsServer {
+    fn default() -> Self {
+        Self::new(XdsServerConfig::default())
+    }
+}
+
+impl XdsServer {
+    /// A server with an empty store.
+    pub fn new(config: XdsServerConfig) -> Self {
+        Self::with_store(ResourceStore::new(), config)
+    }
+
+    /// A server over an existing store.
+    pub fn with_store(store: ResourceStore, mut config: XdsServerConfig) -> Self {
+        config.stream.max_message_size = config.max_message_size;
+        let (generation, _) = watch::channel(store.generation());
+        // Stream ids seed the nonces; start them from the clock (microseconds) so nonces of
+        // an earlier server process are not reused.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
+        Self {
+            shared: Arc::new(Shared {
+                store: RwLock::new(store),
+                generation,
+                clients: Mutex::new(BTreeMap::new()),
+                next_stream: AtomicU64::new(seed),
+                config,
+            }),
+        }
+    }
+
+    /// Inserts or replaces resources of one type (content-hash versions) and
+    /// wakes the streams. Returns whether anything changed.
+    ///
+    /// # Errors
+    /// [`ProtocolError::InvalidResource`] for a bad name or a payload of
+    /// another type; resources before it are applied.
+    pub fn update<I>(&self, type_url: &str, resources: I) -> Result<bool, ProtocolError>
+    where
+        I: IntoIterator<Item = (String, Any)>,
+    {
+        self.mutate(|store| {
+            let mut changed = false;
+            for (name, any) in resources {
+                changed |= store.insert(type_url, &name, any)?;
+            }
+            Ok(changed)
+        })
+    }
+
+    /// Removes resources of one type by name and wakes the streams. Returns
+    /// how many existed.
+    pub fn remove<I, S>(&self, type_url: &str, names: I) -> usize
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.mutate(|store| {
+            Ok::<_, ProtocolError>(
+                names
+                    .into_iter()
+                    .filter(|n| store.remove(type_url, n.as_ref()))
+                    .count(),
+            )
+        })
+        .unwrap_or(0)
+    }
+
+    /// Makes `resources` the complete set of one type (see
+    /// [`ResourceStore::replace_all`]).
+    ///
+    /// # Errors
+    /// As [`ResourceStore::replace_all`]; nothing changes then.
+    pub fn replace_all<I>(&self, type_url: &str, resources: I) -> Result<bool, ProtocolError>
+    where
+        I: IntoIterator<Item = (String, Any)>,
+    {
+        self.mutate(|store| store.replace_all(type_url, resources))
+    }
+
+    /// Runs `f` on the store under its lock, then wakes the streams if the
+    /// generation moved.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub fn mutate<T, E>(&self, f: impl FnOnce(&mut ResourceStore) -> Result<T, E>) -> Result<T, E> {
+        let (result, generation) = {
+            let mut store = self
+                .shared
+                .store
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let r = f(&mut store);
+            (r, store.generation())
+        };
+        self.shared.generation.send_if_modified(|g| {
+            let moved = *g != generation;
+            *g = generation;
+            moved
+        });
+        result
+    }
+
+    /// Answers one state-of-the-world request from the store's current
+    /// content (the per-type services' unary `Fetch*` methods).
+    pub(super) fn fetch(
+        &self,
+        type_url: &str,
+        request: DiscoveryRequest,
+    ) -> Result<DiscoveryResponse, tonic::Status> {
+        let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        let mut core = ServerStream::new(
+            Variant::Sotw,
+            StreamKind::Single(type_url.to_owned()),
+            self.shared.config.stream.clone(),
+            id,
+        );
+        let now = Instant::now();
+        core.handle_request(request, now)
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let store = self
+            .shared
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match core.poll_response(&store, now) {
+            Ok(Some(r)) => r
+                .into_sotw()
+                .ok_or_else(|| tonic::Status::internal("not a state-of-the-world response")),
+            Ok(None) => Err(tonic::Status::not_found("nothing to send")),
+            Err(e) => Err(tonic::Status::resource_exhausted(e.to_string())),
+        }
+    }
+
+    /// The message size limit of the gRPC services.
+    pub(super) fn max_message_size(&self) -> usize {
+        self.shared.config.max_message_size
+    }
+
+    /// Reads the store.
+    pub fn with_store_read<T>(&self, f: impl FnOnce(&ResourceStore) -> T) -> T {
+        f(&self
+            .shared
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Every connected stream's status, by stream id.
+    pub fn status(&self) -> Vec<ClientStatus> {
+        self.shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The tonic service (ADS, both variants) with the configured message
+    /// size limits, ready for `tonic::transport::Server::add_service`.
+    pub fn ads_service(&self) -> AggregatedDiscoveryServiceServer<XdsServer> {
+        let limit = self.shared.config.max_message_size;
+        AggregatedDiscoveryServiceServer::new(self.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+
+    pub(super) fn spawn_stream<S>(
+        &self,
+        variant: Variant,
+        kind: StreamKind,
+        inbound: S,
+    ) -> mpsc::Receiver<Response>
+    where
+        S: Stream<Item = Result<Request, tonic::Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        let core = ServerStream::new(variant, kind, self.shared.config.stream.clone(), id);
+        let driver = Driver {
+            shared: self.shared.clone(),
+            core,
+            id,
+            tx,
+            last_error: None,
+            pushed: 0,
+        };
+        tokio::spawn(driver.run(inbound));
+        rx
+    }
+}
+
+/// One stream's task.
+struct Driver {
+    shared: Arc<Shared>,
+    core: ServerStream,
+    id: u64,
+    tx: mpsc::Sender<Response>,
+    last_error: Option<String>,
+    pushed: u64,
+}
+
+impl Driver {
+    async fn run<S>(mut self, mut inbound: S)
+    where
+        S: Stream<Item = Result<Request, tonic::Status>> + Send + Unpin + 'static,
+    {
+        let mut changes = self.shared.generation.subscribe();
+        let debounce = self.shared.config.debounce;
+        let mut push_at: Option<tokio::time::Instant> = None;
+        loop {
+            let ack_deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                msg = inbound.next() => match msg {
+                    Some(Ok(req)) => {
+                        let now = Instant::now();
+                        if let Err(e) = self.core.handle_request(req, now) {
+                            self.last_error = Some(e.to_string());
+                        }
+                        if !self.flush().await { break; }
+                    }
+                    _ => break,
+                },
+                changed = changes.changed() => {
+                    if changed.is_err() { break; }
+                    if push_at.is_none() {
+                        push_at = Some(tokio::time::Instant::now() + debounce);
+                    }
+                }
+                () = sleep_until(push_at) => {
+                    push_at = None;
+                    changes.borrow_and_update();
+                    if !self.flush().await { break; }
+                }
+                () = sleep_until(ack_deadline) => {
+                    if let Err(e) = self.core.handle_timeout(Instant::now()) {
+                        self.last_error = Some(e.to_string());
+                        self.publish();
+                        break;
+                    }
+                }
+            }
+        }
+        self.shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+
+    /// Sends every due response; false when the peer is gone.
+    async fn flush(&mut self) -> bool {
+        loop {
+            let polled = {
+                let store = self
+                    .shared
+                    .store
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.core.poll_response(&store, Instant::now())
+            };
+            match polled {
+                Ok(Some(resp)) => {
+                    let carried = match &resp {
+                        Response::Sotw(r) => r.resources.len(),
+                        Response::Delta(r) => r.resources.len(),
+                    };
+                    self.pushed += carried as u64;
+                    if self.tx.send(resp).await.is_err() {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => self.last_error = Some(e.to_string()),
+            }
+        }
+        self.publish();
+        true
+    }
+
+    fn publish(&self) {
+        let types = self.core.status();
+        let status = ClientStatus {
+            stream_id: self.id,
+            node_id: self.core.node().map(|n| n.id.clone()).unwrap_or_default(),
+            variant: self.core.variant(),
+            responses: types.iter().map(|t| t.responses).sum(),
+            resources_pushed: self.pushed,
+            types,
+            last_error: self.last_error.clone(),
+        };
+        self.shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.id, status);
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) type BoxStream<T> =
+    Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for XdsServer {
+    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
+        let inbound = request.into_inner().map(|r| r.map(Request::Sotw));
+        let rx = self.spawn_stream(Variant::Sotw, StreamKind::Aggregated, inbound);
+        let out = ReceiverStream::new(rx).filter_map(|r| r.into_sotw().map(Ok));
+        Ok(tonic::Response::new(Box::pin(out)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
+        let inbound = request.into_inner().map(|r| r.map(Request::Delta));
+        let rx = self.spawn_stream(Variant::Delta, StreamKind::Aggregated, inbound);
+        let out = ReceiverStream::new(rx).filter_map(|r| r.into_delta().map(Ok));
+        Ok(tonic::Response::new(Box::pin(out)))
+    }
+}

@@ -1,0 +1,490 @@
+//! Our client against our server over real gRPC on loopback, for state of
+//! the world and delta.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use appnet_xds::wire::envoy::config::cluster::v3::Cluster as WireCluster;
+use appnet_xds::{
+    Any, Backoff, ClientSnapshot, Cluster, Node, Variant, XdsClient, XdsServer, XdsServerConfig,
+    type_url,
+};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Endpoint;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn cluster(name: &str, stat: &str) -> (String, Any) {
+    let c = WireCluster {
+        name: name.to_owned(),
+        alt_stat_name: stat.to_owned(),
+        ..Default::default()
+    };
+    (
+        name.to_owned(),
+        Any {
+            type_url: type_url::CLUSTER.to_owned(),
+            value: c.encode_to_vec(),
+        },
+    )
+}
+
+/// A served [`XdsServer`] on its own runtime and thread: stopping it drops
+/// the runtime, which closes every connection (a real restart).
+struct Serving {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    async fn start(server: &XdsServer, addr: SocketAddr) -> Self {
+        let listener = std::net::TcpListener::bind(addr).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let svc = server.ads_service();
+        let cds = server.cds_service();
+        let eds = server.eds_service();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("listener");
+                let serve = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .add_service(cds)
+                    .add_service(eds)
+                    .serve_with_incoming(TcpListenerStream::new(listener));
+                tokio::select! {
+                    r = serve => r.expect("serve"),
+                    _ = stopped => {}
+                }
+            });
+            drop(rt);
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    async fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn endpoint(addr: SocketAddr) -> Endpoint {
+    Endpoint::from_shared(format!("http://{addr}")).expect("endpoint")
+}
+
+fn node(id: &str) -> Node {
+    Node {
+        id: id.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Waits until the snapshot satisfies `pred`.
+async fn until(rx: &mut watch::Receiver<ClientSnapshot>, pred: impl Fn(&ClientSnapshot) -> bool) {
+    tokio::time::timeout(WAIT, rx.wait_for(|s| pred(s)))
+        .await
+        .expect("timed out waiting for the client")
+        .expect("client alive");
+}
+
+/// Waits until the server status satisfies `pred`.
+async fn until_server(server: &XdsServer, pred: impl Fn(&[appnet_xds::ClientStatus]) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if pred(&server.status()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the server: {:#?}",
+            server.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn fast_config() -> XdsServerConfig {
+    let mut c = XdsServerConfig::default();
+    c.debounce = Duration::from_millis(5);
+    c
+}
+
+fn client(addr: SocketAddr, variant: Variant, id: &str) -> XdsClient {
+    XdsClient::builder(endpoint(addr), variant)
+        .node(node(id))
+        .backoff(Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+        ))
+        .subscribe_wildcard(type_url::CLUSTER)
+        .on::<Cluster, _>(|c: &Cluster| {
+            if c.wire().alt_stat_name == "poison" {
+                Err(format!("cluster {} is poisoned", c.wire().name))
+            } else {
+                Ok(())
+            }
+        })
+        .start()
+}
+
+fn stat_of(s: &ClientSnapshot, name: &str) -> Option<String> {
+    let r = s.get(type_url::CLUSTER, name)?;
+    WireCluster::decode(r.resource().value.as_slice())
+        .ok()
+        .map(|c| c.alt_stat_name)
+}
+
+async fn lifecycle(variant: Variant) {
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a1"), cluster("b", "b1")])
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let client = client(serving.addr, variant, "node-1");
+    let mut rx = client.watch();
+
+    // Initial sync.
+    until(&mut rx, |s| s.len(type_url::CLUSTER) == 2).await;
+    until_server(&server, |st| {
+        st.iter().any(|c| {
+            c.node_id == "node-1"
+                && c.types
+                    .iter()
+                    .any(|t| t.type_url == type_url::CLUSTER && t.acked.is_some())
+        })
+    })
+    .await;
+
+    // Update.
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a2")])
+        .expect("update");
+    until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a2")).await;
+
+    // Removal.
+    assert_eq!(server.remove(type_url::CLUSTER, ["b"]), 1);
+    until(&mut rx, |s| s.get(type_url::CLUSTER, "b").is_none()).await;
+    assert_eq!(rx.borrow().len(type_url::CLUSTER), 1);
+
+    // NACK: the handler rejects; the server records the reason; the client
+    // keeps the last good version.
+    server
+        .update(type_url::CLUSTER, [cluster("a", "poison")])
+        .expect("update");
+    until_server(&server, |st| {
+        st.iter().any(|c| {
+            c.types.iter().any(|t| {
+                t.last_nack
+                    .as_ref()
+                    .is_some_and(|n| n.message.contains("cluster a is poisoned"))
+            })
+        })
+    })
+    .await;
+    assert_eq!(stat_of(&rx.borrow(), "a").as_deref(), Some("a2"));
+    // A later valid version is accepted.
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a3")])
+        .expect("update");
+    until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a3")).await;
+
+    serving.stop().await;
+}
+
+#[tokio::test]
+async fn sotw_lifecycle() {
+    lifecycle(Variant::Sotw).await;
+}
+
+#[tokio::test]
+async fn delta_lifecycle() {
+    lifecycle(Variant::Delta).await;
+}
+
+async fn on_demand(variant: Variant) {
+    let server = XdsServer::new(fast_config());
+    server
+        .update(
+            type_url::ENDPOINT,
+            [
+                ("x".to_owned(), endpoint_any("x")),
+                ("y".to_owned(), endpoint_any("y")),
+            ],
+        )
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let client = client(serving.addr, variant, "node-od");
+    let mut rx = client.watch();
+    until(&mut rx, |s| s.connected).await;
+    client
+        .subscribe(type_url::ENDPOINT, ["x"])
+        .expect("subscribe");
+    until(&mut rx, |s| s.get(type_url::ENDPOINT, "x").is_some()).await;
+    assert!(rx.borrow().get(type_url::ENDPOINT, "y").is_none());
+    client
+        .subscribe(type_url::ENDPOINT, ["y"])
+        .expect("subscribe");
+    until(&mut rx, |s| s.len(type_url::ENDPOINT) == 2).await;
+    client
+        .unsubscribe(type_url::ENDPOINT, ["x"])
+        .expect("unsubscribe");
+    until(&mut rx, |s| s.get(type_url::ENDPOINT, "x").is_none()).await;
+    until_server(&server, |st| {
+        st.iter().any(|c| {
+            c.types
+                .iter()
+                .any(|t| t.type_url == type_url::ENDPOINT && t.names == ["y".to_owned()])
+        })
+    })
+    .await;
+    serving.stop().await;
+}
+
+fn endpoint_any(name: &str) -> Any {
+    use appnet_xds::wire::envoy::config::endpoint::v3::ClusterLoadAssignment as Cla;
+    Any {
+        type_url: type_url::ENDPOINT.to_owned(),
+        value: Cla {
+            cluster_name: name.to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn sotw_on_demand() {
+    on_demand(Variant::Sotw).await;
+}
+
+#[tokio::test]
+async fn delta_on_demand() {
+    on_demand(Variant::Delta).await;
+}
+
+/// The server restarts on the same port with the same content: the client
+/// reconnects, keeps its resources throughout, and (delta) nothing is
+/// resent because `initial_resource_versions` matched.
+async fn restart(variant: Variant) {
+    let resources = [cluster("a", "a1"), cluster("b", "b1")];
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, resources.clone())
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let addr = serving.addr;
+    let client = client(addr, variant, "node-r");
+    let mut rx = client.watch();
+    until(&mut rx, |s| s.len(type_url::CLUSTER) == 2 && s.streams == 1).await;
+    serving.stop().await;
+    until(&mut rx, |s| !s.connected).await;
+    assert_eq!(rx.borrow().len(type_url::CLUSTER), 2, "last good kept");
+
+    let server2 = XdsServer::new(fast_config());
+    server2
+        .update(type_url::CLUSTER, resources)
+        .expect("update");
+    let serving2 = Serving::start(&server2, addr).await;
+    until(&mut rx, |s| s.streams == 2 && s.connected).await;
+    until_server(&server2, |st| {
+        st.iter().any(|c| {
+            c.node_id == "node-r"
+                && c.types
+                    .iter()
+                    .any(|t| t.type_url == type_url::CLUSTER && t.acked.is_some())
+        })
+    })
+    .await;
+    let sent: u64 = server2.status().iter().map(|c| c.resources_pushed).sum();
+    match variant {
+        // Delta resumes: no unchanged resource is sent again.
+        Variant::Delta => assert_eq!(sent, 0, "{:#?}", server2.status()),
+        // State of the world always answers the first request in full.
+        Variant::Sotw => assert_eq!(sent, 2),
+    }
+    assert_eq!(rx.borrow().len(type_url::CLUSTER), 2);
+
+    // And the new server still pushes changes.
+    server2
+        .update(type_url::CLUSTER, [cluster("a", "a9")])
+        .expect("update");
+    until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a9")).await;
+    serving2.stop().await;
+}
+
+#[tokio::test]
+async fn sotw_restart() {
+    restart(Variant::Sotw).await;
+}
+
+#[tokio::test]
+async fn delta_restart() {
+    restart(Variant::Delta).await;
+}
+
+/// The per-type services share the store: a unary CDS fetch, and a delta
+/// EDS stream for one name that gets an update.
+#[tokio::test]
+async fn per_type_services() {
+    use appnet_xds::wire::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use appnet_xds::wire::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
+    use appnet_xds::{DeltaDiscoveryRequest, DiscoveryRequest};
+
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a1"), cluster("b", "b1")])
+        .expect("update");
+    server
+        .update(type_url::ENDPOINT, [("x".to_owned(), endpoint_any("x"))])
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let channel = endpoint(serving.addr).connect().await.expect("connect");
+
+    let fetched = ClusterDiscoveryServiceClient::new(channel.clone())
+        .fetch_clusters(DiscoveryRequest::default())
+        .await
+        .expect("fetch")
+        .into_inner();
+    assert_eq!(fetched.type_url, type_url::CLUSTER);
+    assert_eq!(fetched.resources.len(), 2);
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node("eds-only")),
+        resource_names_subscribe: vec!["x".to_owned()],
+        ..Default::default()
+    })
+    .expect("send");
+    let mut inbound = EndpointDiscoveryServiceClient::new(channel)
+        .delta_endpoints(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, inbound.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a response");
+    assert_eq!(first.type_url, type_url::ENDPOINT);
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.resources[0].name, "x");
+    tx.send(DeltaDiscoveryRequest {
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .expect("ack");
+    until_server(&server, |st| {
+        st.iter()
+            .any(|c| c.node_id == "eds-only" && c.types.iter().any(|t| t.acked.is_some()))
+    })
+    .await;
+    serving.stop().await;
+}
+
+/// Changes arriving within the debounce window go out as one push; with no
+/// window each goes out on its own.
+#[tokio::test]
+async fn debounce_coalesces_bursts() {
+    for (debounce, expect_one) in [(Duration::from_secs(2), true), (Duration::ZERO, false)] {
+        let mut config = XdsServerConfig::default();
+        config.debounce = debounce;
+        let server = XdsServer::new(config);
+        server
+            .update(type_url::CLUSTER, [cluster("a", "v0")])
+            .expect("update");
+        let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+        let client = client(serving.addr, Variant::Delta, "node-d");
+        let mut rx = client.watch();
+        until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("v0")).await;
+        until_server(&server, |st| {
+            st.iter().any(|c| {
+                c.types
+                    .iter()
+                    .any(|t| t.acked.is_some() && t.outstanding.is_none())
+            })
+        })
+        .await;
+        let before: u64 = server.status().iter().map(|c| c.responses).sum();
+        for i in 1..=5 {
+            server
+                .update(type_url::CLUSTER, [cluster("a", &format!("v{i}"))])
+                .expect("update");
+            // Let the stream's task see each change (and, with no window,
+            // push it and get the ACK) before the next one.
+            let target = format!("v{i}");
+            if expect_one {
+                for _ in 0..20 {
+                    tokio::task::yield_now().await;
+                }
+            } else {
+                until(&mut rx, |s| {
+                    stat_of(s, "a").as_deref() == Some(target.as_str())
+                })
+                .await;
+            }
+        }
+        until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("v5")).await;
+        let after: u64 = server.status().iter().map(|c| c.responses).sum();
+        if expect_one {
+            assert_eq!(after - before, 1, "one push for the burst");
+        } else {
+            assert_eq!(after - before, 5, "one push per change");
+        }
+        drop(client);
+        serving.stop().await;
+    }
+}
+
+/// A push larger than tonic's 4 MiB default goes through (six 1 MiB
+/// clusters in one response): both shells default to a 64 MiB limit.
+#[tokio::test]
+async fn pushes_beyond_four_mebibytes() {
+    let big = "x".repeat(1024 * 1024);
+    let server = XdsServer::new(fast_config());
+    let names: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
+    server
+        .update(type_url::CLUSTER, names.iter().map(|n| cluster(n, &big)))
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    for variant in [Variant::Sotw, Variant::Delta] {
+        let client = client(serving.addr, variant, "node-big");
+        let mut rx = client.watch();
+        until(&mut rx, |s| {
+            names
+                .iter()
+                .all(|n| stat_of(s, n).is_some_and(|v| v.len() == big.len()))
+        })
+        .await;
+        let event = rx.borrow().last_event.clone().expect("a response");
+        assert_eq!(event.updated.len(), 6, "all in one response");
+    }
+    serving.stop().await;
+}
