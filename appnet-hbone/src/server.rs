@@ -406,6 +406,9 @@ async fn serve_connection<S>(
     let Ok(local_addr) = tcp.local_addr() else {
         return;
     };
+    // Small frames (WINDOW_UPDATE, PING, response HEADERS) must not wait
+    // behind Nagle for the peer's delayed ACK.
+    let _ = tcp.set_nodelay(true);
     let handshake = async {
         let tls = shared.acceptor.accept(tcp).await.map_err(HboneError::Tls)?;
         let (_, conn) = tls.get_ref();
