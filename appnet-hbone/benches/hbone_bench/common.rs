@@ -421,3 +421,22 @@ pub(crate) fn us(d: Duration) -> f64 {
 pub(crate) fn verdict(have: f64, want: f64) -> &'static str {
     if have >= want { "met" } else { "NOT met" }
 }
+
+/// CPU time the threads of process `pid` have run, in ns (from each
+/// thread's `/proc/<pid>/task/<tid>/schedstat`; threads that have exited
+/// are not counted, so measure across spans where the threads live).
+pub(crate) fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time of this process and `others`, ns.
+pub(crate) fn cpu_of(others: &[u32]) -> u64 {
+    cpu_ns(std::process::id()) + others.iter().map(|&p| cpu_ns(p)).sum::<u64>()
+}

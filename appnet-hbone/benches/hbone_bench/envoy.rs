@@ -27,6 +27,13 @@ impl Drop for EnvoyPair {
     }
 }
 
+impl EnvoyPair {
+    /// The Envoys' process ids.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
 /// `envoy` on PATH, if any.
 pub(crate) fn binary() -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
