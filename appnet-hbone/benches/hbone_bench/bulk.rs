@@ -46,7 +46,8 @@ impl Drop for ProxyThread {
 }
 
 /// Runs `start` on a new single-threaded runtime; returns what it reports
-/// once listening.
+/// once listening. What it keeps lives until the proxy is dropped, then the
+/// runtime and its tasks end.
 fn proxy_thread<T, F, Fut>(start: F) -> (ProxyThread, T)
 where
     T: Send + 'static,
@@ -89,10 +90,10 @@ fn our_pair(pki: &Pki, flow_control: FlowControl, sink: SocketAddr) -> OurPair {
     let (cc, sc) = configs(flow_control);
     let server_creds = pki.creds("server");
     let (server, server_addr) = proxy_thread(move || async move {
-        let (_tx, rx) = watch::channel(false);
+        let (release, rx) = watch::channel(false);
         let handle = common::start_hbone(server_creds, sc, rx).await;
         let addr = handle.local_addr();
-        let keep: Box<dyn std::any::Any> = Box::new((_tx, handle));
+        let keep: Box<dyn std::any::Any> = Box::new((release, handle));
         (addr, keep)
     });
     let creds = pki.creds("client");
@@ -101,7 +102,8 @@ fn our_pair(pki: &Pki, flow_control: FlowControl, sink: SocketAddr) -> OurPair {
         let connector = HboneConnector::new(cc).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
+        // Ends with the thread's runtime.
+        tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 let _ = tcp.set_nodelay(true);
                 let connector = connector.clone();
@@ -122,21 +124,13 @@ fn our_pair(pki: &Pki, flow_control: FlowControl, sink: SocketAddr) -> OurPair {
                 });
             }
         });
-        let keep: Box<dyn std::any::Any> = Box::new(AbortOnDrop(task));
+        let keep: Box<dyn std::any::Any> = Box::new(());
         (addr, keep)
     });
     OurPair {
         _client: client,
         _server: server,
         entry,
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
