@@ -440,3 +440,20 @@ pub(crate) fn cpu_ns(pid: u32) -> u64 {
 pub(crate) fn cpu_of(others: &[u32]) -> u64 {
     cpu_ns(std::process::id()) + others.iter().map(|&p| cpu_ns(p)).sum::<u64>()
 }
+
+/// Cores, CPU model and load average, for the record.
+pub(crate) fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "machine: {cores} cores, CPU {model:?}, load average {}",
+        load.join(" ")
+    )
+}

@@ -47,6 +47,7 @@ fn main() {
     if args.quick {
         println!("(smoke run: sizes cut down, figures not meaningful)");
     }
+    println!("{}", common::machine());
     // First, while this process has not run anything yet (the children
     // are fresh processes anyway).
     if args.runs(4) {
@@ -68,4 +69,5 @@ fn main() {
             hol::run(&pki, &args).await;
         }
     });
+    println!("end of run: {}", common::machine());
 }
