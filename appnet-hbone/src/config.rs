@@ -18,8 +18,8 @@ const FRAME_SIZE_RANGE: std::ops::RangeInclusive<u32> = 16_384..=16_777_215;
 /// loopback, directly and through a node-proxy pair, with both sides set
 /// alike:
 /// - windows of 256 KiB / 1 MiB cost the proxy pair about a third of its
-///   throughput, and 16 KiB frames cost both paths 10–30 % (more frames,
-///   more wake-ups per byte);
+///   throughput, and 16 KiB frames cost 7–35 % (more frames, more wake-ups
+///   per byte);
 /// - 128 KiB frames, and 16 MiB / 64 MiB windows, came out within the
 ///   run-to-run noise of the defaults;
 /// - loopback has almost no bandwidth-delay product, so it cannot reward
