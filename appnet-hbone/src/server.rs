@@ -406,6 +406,9 @@ async fn serve_connection<S>(
     let Ok(local_addr) = tcp.local_addr() else {
         return;
     };
+    // Small frames (WINDOW_UPDATE, PING, response HEADERS) must not wait
+    // behind Nagle for the peer's delayed ACK.
+    let _ = tcp.set_nodelay(true);
     let handshake = async {
         let tls = shared.acceptor.accept(tcp).await.map_err(HboneError::Tls)?;
         let (_, conn) = tls.get_ref();
@@ -436,13 +439,15 @@ async fn serve_connection<S>(
         tokio::select! {
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, respond))) => {
-                    let shared = Arc::clone(&shared);
-                    let service = service.clone();
-                    let peer = peer.clone();
-                    streams.spawn(async move {
-                        serve_stream(shared, service, req, respond, peer, peer_addr, local_addr)
-                            .await;
-                    });
+                    streams.spawn(serve_stream(Box::new(StreamStart {
+                        shared: Arc::clone(&shared),
+                        service: service.clone(),
+                        req,
+                        respond,
+                        peer: peer.clone(),
+                        peer_addr,
+                        local_addr,
+                    })));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer_addr, error = %e, "HBONE connection error");
@@ -473,23 +478,58 @@ fn respond_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
     let _ = respond.send_response(resp, true);
 }
 
-async fn serve_stream<S>(
+/// What a stream's task starts from. Boxed, so that the task itself holds
+/// a pointer rather than the request while its tunnel is forwarded.
+struct StreamStart<S> {
     shared: Arc<Shared>,
-    mut service: S,
+    service: S,
     req: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     peer: SpiffeId,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
-) where
+}
+
+/// One CONNECT stream's task. The decision (request parsing, the service's
+/// future, the response) runs in a box of its own that is freed before the
+/// tunnel is forwarded: an idle tunnel's task is then a few hundred bytes
+/// plus the forwarding future, not the largest state of the decision
+/// (about 2 KB less per tunnel, as the bench measures).
+async fn serve_stream<S>(start: Box<StreamStart<S>>)
+where
     S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    if let Some(forwarding) = Box::pin(decide(start)).await {
+        forwarding.await;
+    }
+}
+
+/// Answers the CONNECT as the service decides; the forwarding future of an
+/// accepted tunnel.
+async fn decide<S>(start: Box<StreamStart<S>>) -> Option<ForwardFuture>
+where
+    S: Service<InboundRequest, Response = InboundDecision> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let StreamStart {
+        shared,
+        mut service,
+        req,
+        mut respond,
+        peer,
+        peer_addr,
+        local_addr,
+    } = *start;
     let (parts, body) = req.into_parts();
     let head = match wire::parse_inbound(parts) {
         Ok(head) => head,
-        Err(refusal) => return respond_status(&mut respond, refusal.status()),
+        Err(refusal) => {
+            respond_status(&mut respond, refusal.status());
+            return None;
+        }
     };
     let request = InboundRequest {
         peer_identity: peer.clone(),
@@ -509,18 +549,22 @@ async fn serve_stream<S>(
     // reset) cancels the decision: no upstream connect for nobody.
     let decided = tokio::select! {
         d = decided => d,
-        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return None,
     };
     let decision = match decided {
         Ok(d) => d,
         Err(e) => {
             let e: Box<dyn StdError + Send + Sync> = e;
             tracing::debug!(error = %e, "HBONE service failed");
-            return respond_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE);
+            respond_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE);
+            return None;
         }
     };
     let (baggage, forward) = match decision.0 {
-        Decision::Refuse(r) => return respond_status(&mut respond, r.status()),
+        Decision::Refuse(r) => {
+            respond_status(&mut respond, r.status());
+            return None;
+        }
         Decision::Accept { baggage, forward } => (baggage, forward),
     };
     let mut resp = Response::new(());
@@ -529,9 +573,7 @@ async fn serve_stream<S>(
     {
         resp.headers_mut().insert(BAGGAGE, v);
     }
-    let Ok(send) = respond.send_response(resp, false) else {
-        return;
-    };
+    let send = respond.send_response(resp, false).ok()?;
     let recorder = shared.telemetry.as_ref().map(|t| {
         let local = shared.credentials.borrow().svid().id().clone();
         let mut labels = ConnectionLabels::new(Reporter::Destination, &peer, &local);
@@ -553,5 +595,5 @@ async fn serve_stream<S>(
         recorder,
         release: hold(&shared.gauges, |g| &g.tunnels),
     });
-    forward(tunnel).await;
+    Some(forward(tunnel))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use appnet_identity::SpiffeId;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -74,10 +74,17 @@ impl Drop for OnDrop {
 ///   [`io::ErrorKind::ConnectionReset`]; a lost connection as an error too.
 /// - Dropping the tunnel before both directions ended resets the stream
 ///   (`RST_STREAM(CANCEL)`).
+/// - Writes are copied into a buffer that is reused from one write to the
+///   next and released by [`poll_flush`](AsyncWrite::poll_flush) (which
+///   `tokio::io::copy` calls whenever its reader pauses) and by shutdown.
+///   A tunnel that has never written, or has flushed, holds no write
+///   buffer.
 pub struct Tunnel {
     send: SendStream<Bytes>,
     recv: RecvStream,
     pending: Bytes,
+    /// Write buffer, reused across writes until a flush or shutdown.
+    written: BytesMut,
     read_done: bool,
     write_done: bool,
     peer: SpiffeId,
@@ -120,6 +127,7 @@ impl Tunnel {
             send: p.send,
             recv: p.recv,
             pending: Bytes::new(),
+            written: BytesMut::new(),
             read_done: false,
             write_done: false,
             peer: p.peer,
@@ -269,8 +277,13 @@ impl AsyncWrite for Tunnel {
             let available = this.send.capacity();
             if available > 0 {
                 let n = available.min(buf.len());
+                // Copied into the write buffer, whose allocation comes back
+                // for later writes once h2 has sent the bytes: no fresh
+                // allocation (and page faults) per write in a bulk transfer.
+                this.written.reserve(n);
+                this.written.extend_from_slice(&buf[..n]);
                 this.send
-                    .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .send_data(this.written.split().freeze(), false)
                     .map_err(h2_to_io)?;
                 this.count_written(n);
                 return Poll::Ready(Ok(n));
@@ -284,7 +297,10 @@ impl AsyncWrite for Tunnel {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Data handed to h2 is written by the connection task.
+        // Data handed to h2 is written by the connection task. A flush
+        // says the writer paused: give the write buffer back, so an idle
+        // tunnel holds none.
+        self.get_mut().written = BytesMut::new();
         Poll::Ready(Ok(()))
     }
 
@@ -294,6 +310,7 @@ impl AsyncWrite for Tunnel {
             return Poll::Ready(Ok(()));
         }
         this.write_done = true;
+        this.written = BytesMut::new();
         // Nothing more will be written: give back any reservation.
         this.send.reserve_capacity(0);
         match this.send.send_data(Bytes::new(), true) {

@@ -58,6 +58,53 @@ async fn megabytes_both_ways_with_identities_on_both_sides() {
     all_closed(&connector, &h.handle).await;
 }
 
+/// Writes of many sizes, some flushed in between (which releases the
+/// tunnel's reused write buffer), arrive whole and in order.
+#[tokio::test]
+async fn writes_of_mixed_sizes_across_flushes_arrive_in_order() {
+    let d = Domain::new("cluster.local");
+    let h = start_server(
+        d.creds("server"),
+        AllowedPeers::TrustDomain(d.td.clone()),
+        ServerConfig::default(),
+        None,
+    )
+    .await;
+    let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    let tunnel = connector
+        .connect(
+            &d.creds("client"),
+            &peer(h.addr(), d.id("server")),
+            ConnectRequest::new(echo_target()),
+        )
+        .await
+        .unwrap();
+    let data = pattern(3_000_000);
+    let (mut rd, mut wr) = tokio::io::split(tunnel);
+    let to_send = data.clone();
+    let writer = tokio::spawn(async move {
+        let sizes = [1, 7, 16_384, 100_000, 1, 300_000, 65_535];
+        let (mut at, mut i) = (0, 0);
+        while at < to_send.len() {
+            let end = (at + sizes[i % sizes.len()]).min(to_send.len());
+            wr.write_all(&to_send[at..end]).await.unwrap();
+            if i % 3 == 0 {
+                wr.flush().await.unwrap();
+            }
+            at = end;
+            i += 1;
+        }
+        wr.shutdown().await.unwrap();
+        wr
+    });
+    let mut back = Vec::new();
+    rd.read_to_end(&mut back).await.unwrap();
+    let wr = writer.await.unwrap();
+    assert!(back == data, "echoed bytes differ");
+    drop(rd.unsplit(wr));
+    all_closed(&connector, &h.handle).await;
+}
+
 #[tokio::test]
 async fn request_headers_reach_the_server_and_response_baggage_the_client() {
     let d = Domain::new("cluster.local");
