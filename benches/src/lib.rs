@@ -47,7 +47,7 @@ mod xds;
 
 pub use handshake::{Established, HandshakeBench, SERVER_NAME, TlsPair};
 pub use issue::IssueBench;
-pub use measure::{Budget, Comparison, Throughput, compare, run_for};
+pub use measure::{Budget, Comparison, Throughput, budget_from_args, compare, run_for};
 pub use verify::VerifyBench;
 pub use xds::{Batch, XdsBench};
 

@@ -175,3 +175,43 @@ pub fn compare<E>(
     }
     Ok(result)
 }
+
+/// Reads a bench binary's command line, which takes only `--seconds S`
+/// (also `--seconds=S`; default `default_seconds`), into a [`Budget`].
+///
+/// # Errors
+/// The exit code to return: success after `-h`/`--help` (usage printed),
+/// 2 after an unknown argument or a bad or non-positive value (the reason
+/// and the usage printed to stderr, prefixed with `bin`).
+pub fn budget_from_args(
+    bin: &str,
+    usage: &str,
+    default_seconds: f64,
+    mut args: impl Iterator<Item = String>,
+) -> Result<Budget, std::process::ExitCode> {
+    let fail = |message: String| {
+        eprintln!("{bin}: {message}\n{usage}");
+        std::process::ExitCode::from(2)
+    };
+    let mut seconds = default_seconds;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "-h" | "--help" => {
+                eprintln!("{usage}");
+                return Err(std::process::ExitCode::SUCCESS);
+            }
+            "--seconds" => match args.next() {
+                Some(v) => v,
+                None => return Err(fail("--seconds needs a value".into())),
+            },
+            other => match other.strip_prefix("--seconds=") {
+                Some(v) => v.to_owned(),
+                None => return Err(fail(format!("unknown argument {other:?}"))),
+            },
+        };
+        seconds = value
+            .parse()
+            .map_err(|_| fail(format!("--seconds: {value:?} is not a number")))?;
+    }
+    Budget::from_secs_f64(seconds).ok_or_else(|| fail("--seconds must be positive".into()))
+}

@@ -20,37 +20,14 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use appnet_benches::{
-    BenchError, Budget, Comparison, HandshakeBench, IssueBench, VerifyBench, compare,
+    BenchError, Budget, Comparison, HandshakeBench, IssueBench, VerifyBench, budget_from_args,
+    compare,
 };
 
 const USAGE: &str = "usage: identity_bench [--seconds S]
 
   --seconds S   measured wall time per path and figure, in seconds (default 2;
                 warm-up is S/4). Use e.g. 0.2 for a quick smoke run.";
-
-/// What the command line asked for.
-#[derive(Debug)]
-struct Args {
-    seconds: f64,
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args { seconds: 2.0 };
-    while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => return Err(String::new()),
-            "--seconds" => args.next().ok_or("--seconds needs a value")?,
-            other => match other.strip_prefix("--seconds=") {
-                Some(v) => v.to_owned(),
-                None => return Err(format!("unknown argument {other:?}")),
-            },
-        };
-        parsed.seconds = value
-            .parse()
-            .map_err(|_| format!("--seconds: {value:?} is not a number"))?;
-    }
-    Ok(parsed)
-}
 
 /// Whether a ratio meets a goal, as printed.
 fn verdict(ratio: f64, goal: f64) -> &'static str {
@@ -146,23 +123,9 @@ fn run(budget: &Budget) -> Result<(), BenchError> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("identity_bench: {message}");
-            }
-            eprintln!("{USAGE}");
-            return if message.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
-    };
-    let Some(budget) = Budget::from_secs_f64(args.seconds) else {
-        eprintln!("identity_bench: --seconds must be positive\n{USAGE}");
-        return ExitCode::from(2);
+    let budget = match budget_from_args("identity_bench", USAGE, 2.0, std::env::args().skip(1)) {
+        Ok(budget) => budget,
+        Err(code) => return code,
     };
     println!(
         "appnet identity bench: {:.2} s measured per path ({} interleaved rounds) after {:.2} s warm-up; single thread",

@@ -37,7 +37,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use appnet_benches::{Budget, Comparison, compare};
+use appnet_benches::{Budget, Comparison, budget_from_args, compare};
 use std::time::Duration;
 
 use appnet_policy::{
@@ -55,24 +55,6 @@ const USAGE: &str = "usage: policy_bench [--seconds S]
 const ROOT: &str = "istio-system";
 /// Policies per namespace in the synthetic mesh.
 const PER_NAMESPACE: usize = 10;
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<f64, String> {
-    let mut seconds = 1.0;
-    while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => return Err(String::new()),
-            "--seconds" => args.next().ok_or("--seconds needs a value")?,
-            other => match other.strip_prefix("--seconds=") {
-                Some(v) => v.to_owned(),
-                None => return Err(format!("unknown argument {other:?}")),
-            },
-        };
-        seconds = value
-            .parse()
-            .map_err(|_| format!("--seconds: {value:?} is not a number"))?;
-    }
-    Ok(seconds)
-}
 
 /// The YAML of a mesh of `n` policies: two mesh-wide ones in the root
 /// namespace, then namespaces of [`PER_NAMESPACE`] each — a namespace-wide
@@ -402,23 +384,9 @@ fn routing(budget: &Budget) {
 }
 
 fn main() -> ExitCode {
-    let seconds = match parse_args(std::env::args().skip(1)) {
-        Ok(s) => s,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("policy_bench: {message}");
-            }
-            eprintln!("{USAGE}");
-            return if message.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
-    };
-    let Some(budget) = Budget::from_secs_f64(seconds) else {
-        eprintln!("policy_bench: --seconds must be positive\n{USAGE}");
-        return ExitCode::from(2);
+    let budget = match budget_from_args("policy_bench", USAGE, 1.0, std::env::args().skip(1)) {
+        Ok(budget) => budget,
+        Err(code) => return code,
     };
     println!(
         "appnet policy bench: {:.2} s measured per path ({} interleaved rounds) after {:.2} s warm-up; single thread",
