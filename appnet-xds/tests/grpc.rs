@@ -95,7 +95,7 @@ fn client(addr: SocketAddr, variant: Variant, id: &str) -> XdsClient {
 
 fn stat_of(s: &ClientSnapshot, name: &str) -> Option<String> {
     let r = s.get(type_url::CLUSTER, name)?;
-    WireCluster::decode(r.resource().value.as_slice())
+    WireCluster::decode(r.payload())
         .ok()
         .map(|c| c.alt_stat_name)
 }
@@ -402,11 +402,14 @@ async fn debounce_coalesces_bursts() {
 }
 
 /// A push larger than tonic's 4 MiB default goes through (six 1 MiB
-/// clusters in one response): both shells default to a 64 MiB limit.
+/// clusters in one response): both shells default to a 64 MiB limit. Delta
+/// packs them in one response only with a chunk size that large.
 #[tokio::test]
 async fn pushes_beyond_four_mebibytes() {
     let big = "x".repeat(1024 * 1024);
-    let server = XdsServer::new(fast_config());
+    let mut config = fast_config();
+    config.stream.delta_chunk_size = 64 * 1024 * 1024;
+    let server = XdsServer::new(config);
     let names: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
     server
         .update(type_url::CLUSTER, names.iter().map(|n| cluster(n, &big)))
@@ -424,5 +427,37 @@ async fn pushes_beyond_four_mebibytes() {
         let event = rx.borrow().last_event.clone().expect("a response");
         assert_eq!(event.updated.len(), 6, "all in one response");
     }
+    serving.stop().await;
+}
+
+/// With the default delta chunk size (1 MiB) the same six clusters arrive
+/// as six responses, each ACKed before the next: the client never decodes
+/// one 6 MiB message.
+#[tokio::test]
+async fn delta_pushes_are_chunked_by_default() {
+    let big = "x".repeat(1024 * 1024);
+    let server = XdsServer::new(fast_config());
+    let names: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
+    server
+        .update(type_url::CLUSTER, names.iter().map(|n| cluster(n, &big)))
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let client = client(serving.addr, Variant::Delta, "node-chunks");
+    let mut rx = client.watch();
+    until(&mut rx, |s| {
+        names
+            .iter()
+            .all(|n| stat_of(s, n).is_some_and(|v| v.len() == big.len()))
+    })
+    .await;
+    let event = rx.borrow().last_event.clone().expect("a response");
+    assert_eq!(event.updated.len(), 1, "one resource per 1 MiB step");
+    let status = server.status();
+    let mine = status
+        .iter()
+        .find(|c| c.node_id == "node-chunks")
+        .expect("the client is connected");
+    assert_eq!(mine.responses, 6, "six steps");
+    assert_eq!(mine.resources_pushed, 6);
     serving.stop().await;
 }

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -16,7 +15,7 @@ use tonic::transport::Endpoint;
 use super::server::DEFAULT_GRPC_MESSAGE_SIZE;
 use crate::protocol::{
     AcceptedResource, Any, ClientConfig, ClientEvent, ClientStream, ClientTypeStatus, Node,
-    Request, Response, StreamKind, Validator, Variant, WILDCARD,
+    Request, ResourceMap, Response, StreamKind, Validator, Variant, WILDCARD,
 };
 use crate::resource::{Resource, decode_any};
 
@@ -150,12 +149,16 @@ pub struct ClientSnapshot {
     pub connected: bool,
     /// How many streams were opened so far.
     pub streams: u64,
-    /// Accepted resources: type URL → name → resource.
-    pub resources: BTreeMap<String, Arc<BTreeMap<String, AcceptedResource>>>,
+    /// Accepted resources: type URL → name → resource. The maps share
+    /// their entries with the client and with earlier snapshots.
+    pub resources: BTreeMap<String, ResourceMap>,
     /// Per-type status (version, nonce, last NACK).
     pub status: Vec<ClientTypeStatus>,
     /// The last response's outcome.
     pub last_event: Option<ClientEvent>,
+    /// When the last response's outcome was published (set together with
+    /// `last_event`): how long a change took to reach this client.
+    pub updated_at: Option<Instant>,
 }
 
 impl ClientSnapshot {
@@ -512,46 +515,28 @@ impl Task {
         }
     }
 
-    /// Publishes the accepted state: after a delta response only the names
-    /// it touched (the map is copied only while a reader holds a clone),
-    /// otherwise the event's type, or every type after a subscription
-    /// change, rebuilt from the core.
+    /// Publishes the accepted state: the event's type (every type after a
+    /// subscription change) as an O(1) clone of the core's persistent map,
+    /// so a publish costs the same for ten resources or a million.
     fn publish(&self, event: Option<ClientEvent>) {
         let status = self.core.status();
-        let incremental = self.variant == Variant::Delta;
         let types: Vec<String> = match &event {
-            Some(_) if incremental => Vec::new(),
             Some(e) => vec![e.type_url.clone()],
             None => status.iter().map(|s| s.type_url.clone()).collect(),
         };
-        let maps: Vec<(String, Arc<BTreeMap<String, AcceptedResource>>)> = types
+        let maps: Vec<(String, ResourceMap)> = types
             .into_iter()
             .map(|t| {
-                let map = self
-                    .core
-                    .resources(&t)
-                    .map(|(n, r)| (n.to_owned(), r.clone()))
-                    .collect();
-                (t, Arc::new(map))
+                let map = self.core.resource_map(&t);
+                (t, map)
             })
             .collect();
         self.state.send_modify(|s| {
             s.resources.extend(maps);
-            if let Some(e) = event.as_ref().filter(|_| incremental) {
-                let map = Arc::make_mut(s.resources.entry(e.type_url.clone()).or_default());
-                for name in &e.removed {
-                    map.remove(name);
-                }
-                for name in &e.updated {
-                    match self.core.resource(&e.type_url, name) {
-                        Some(r) => map.insert(name.clone(), r.clone()),
-                        None => map.remove(name),
-                    };
-                }
-            }
             s.status = status;
             if event.is_some() {
                 s.last_event = event;
+                s.updated_at = Some(Instant::now());
             }
         });
     }

@@ -79,7 +79,7 @@ pub struct ClientStatus {
 struct Shared {
     store: RwLock<ResourceStore>,
     generation: watch::Sender<u64>,
-    clients: Mutex<BTreeMap<u64, ClientStatus>>,
+    clients: Mutex<BTreeMap<u64, Arc<Mutex<StreamState>>>>,
     next_stream: AtomicU64,
     config: XdsServerConfig,
 }
@@ -245,14 +245,22 @@ impl XdsServer {
             .unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Every connected stream's status, by stream id.
+    /// Every connected stream's status, by stream id (streams that have
+    /// sent at least one request). Computed on call: the streams publish
+    /// nothing per response, so a fan-out to many clients does not pay for
+    /// status nobody reads.
     pub fn status(&self) -> Vec<ClientStatus> {
-        self.shared
+        let streams: Vec<Arc<Mutex<StreamState>>> = self
+            .shared
             .clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
+            .collect();
+        streams
+            .iter()
+            .filter_map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).status())
             .collect()
     }
 
@@ -277,31 +285,71 @@ impl XdsServer {
         let (tx, rx) = mpsc::channel(16);
         let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let core = ServerStream::new(variant, kind, self.shared.config.stream.clone(), id);
-        let driver = Driver {
-            shared: self.shared.clone(),
+        let state = Arc::new(Mutex::new(StreamState {
             core,
             id,
-            tx,
+            requests: 0,
             last_error: None,
             pushed: 0,
+        }));
+        self.shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, state.clone());
+        let driver = Driver {
+            shared: self.shared.clone(),
+            state,
+            id,
+            tx,
         };
         tokio::spawn(driver.run(inbound));
         rx
     }
 }
 
-/// One stream's task.
-struct Driver {
-    shared: Arc<Shared>,
+/// What a stream's task and [`XdsServer::status`] share.
+#[derive(Debug)]
+struct StreamState {
     core: ServerStream,
     id: u64,
-    tx: mpsc::Sender<Response>,
+    requests: u64,
     last_error: Option<String>,
     pushed: u64,
 }
 
+impl StreamState {
+    fn status(&self) -> Option<ClientStatus> {
+        if self.requests == 0 {
+            return None;
+        }
+        let types = self.core.status();
+        Some(ClientStatus {
+            stream_id: self.id,
+            node_id: self.core.node().map(|n| n.id.clone()).unwrap_or_default(),
+            variant: self.core.variant(),
+            responses: types.iter().map(|t| t.responses).sum(),
+            resources_pushed: self.pushed,
+            types,
+            last_error: self.last_error.clone(),
+        })
+    }
+}
+
+/// One stream's task.
+struct Driver {
+    shared: Arc<Shared>,
+    state: Arc<Mutex<StreamState>>,
+    id: u64,
+    tx: mpsc::Sender<Response>,
+}
+
 impl Driver {
-    async fn run<S>(mut self, mut inbound: S)
+    fn state(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn run<S>(self, mut inbound: S)
     where
         S: Stream<Item = Result<Request, tonic::Status>> + Send + Unpin + 'static,
     {
@@ -309,13 +357,20 @@ impl Driver {
         let debounce = self.shared.config.debounce;
         let mut push_at: Option<tokio::time::Instant> = None;
         loop {
-            let ack_deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            let ack_deadline = self
+                .state()
+                .core
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 msg = inbound.next() => match msg {
                     Some(Ok(req)) => {
-                        let now = Instant::now();
-                        if let Err(e) = self.core.handle_request(req, now) {
-                            self.last_error = Some(e.to_string());
+                        {
+                            let mut st = self.state();
+                            st.requests += 1;
+                            if let Err(e) = st.core.handle_request(req, Instant::now()) {
+                                st.last_error = Some(e.to_string());
+                            }
                         }
                         if !self.flush().await { break; }
                     }
@@ -333,9 +388,9 @@ impl Driver {
                     if !self.flush().await { break; }
                 }
                 () = sleep_until(ack_deadline) => {
-                    if let Err(e) = self.core.handle_timeout(Instant::now()) {
-                        self.last_error = Some(e.to_string());
-                        self.publish();
+                    let mut st = self.state();
+                    if let Err(e) = st.core.handle_timeout(Instant::now()) {
+                        st.last_error = Some(e.to_string());
                         break;
                     }
                 }
@@ -348,8 +403,7 @@ impl Driver {
             .remove(&self.id);
     }
 
-    /// Sends every due response; false when the peer is gone.
-    async fn flush(&mut self) -> bool {
+    async fn flush(&self) -> bool {
         loop {
             let polled = {
                 let store = self
@@ -357,43 +411,31 @@ impl Driver {
                     .store
                     .read()
                     .unwrap_or_else(PoisonError::into_inner);
-                self.core.poll_response(&store, Instant::now())
+                let mut st = self.state();
+                let polled = st.core.poll_response(&store, Instant::now());
+                match &polled {
+                    Ok(Some(resp)) => {
+                        let carried = match resp {
+                            Response::Sotw(r) => r.resources.len(),
+                            Response::Delta(r) => r.resources.len(),
+                        };
+                        st.pushed += carried as u64;
+                    }
+                    Ok(None) => {}
+                    Err(e) => st.last_error = Some(e.to_string()),
+                }
+                polled
             };
             match polled {
                 Ok(Some(resp)) => {
-                    let carried = match &resp {
-                        Response::Sotw(r) => r.resources.len(),
-                        Response::Delta(r) => r.resources.len(),
-                    };
-                    self.pushed += carried as u64;
                     if self.tx.send(resp).await.is_err() {
                         return false;
                     }
                 }
-                Ok(None) => break,
-                Err(e) => self.last_error = Some(e.to_string()),
+                Ok(None) => return true,
+                Err(_) => {}
             }
         }
-        self.publish();
-        true
-    }
-
-    fn publish(&self) {
-        let types = self.core.status();
-        let status = ClientStatus {
-            stream_id: self.id,
-            node_id: self.core.node().map(|n| n.id.clone()).unwrap_or_default(),
-            variant: self.core.variant(),
-            responses: types.iter().map(|t| t.responses).sum(),
-            resources_pushed: self.pushed,
-            types,
-            last_error: self.last_error.clone(),
-        };
-        self.shared
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(self.id, status);
     }
 }
 

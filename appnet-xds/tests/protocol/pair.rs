@@ -253,7 +253,10 @@ impl Pair {
         self.conns[i]
             .client
             .resources(type_url)
-            .map(|(n, r)| (n.to_owned(), decode(r.resource()).body))
+            .map(|(n, r)| {
+                let body = TestResource::decode(r.payload()).expect("test payloads decode");
+                (n.to_owned(), body.body)
+            })
             .collect()
     }
 

@@ -27,8 +27,8 @@ use appnet_xds::{
     Any, Backoff, Resource, Variant, XdsClient, XdsServer, XdsServerConfig, encode_any, type_url,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Endpoint;
+use tonic::transport::server::TcpIncoming;
 
 const USAGE: &str = "usage: xds_push_bench [--workloads N] [--services M] [--clients C] [--rounds R] [--fanout-workloads F]";
 
@@ -116,7 +116,7 @@ async fn serve(server: &XdsServer) -> Result<std::net::SocketAddr, String> {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(svc)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
     );
     Ok(addr)
 }
@@ -273,6 +273,10 @@ async fn fan_out(args: &Args) -> Result<(), String> {
     let mut per_round = Vec::new();
     let mut per_client = Vec::new();
     for round in 0..args.rounds {
+        // Let the previous round's ACKs (or the initial sync's) drain, so
+        // each round measures one change on an idle server.
+        let pause = if round == 0 { 500 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
         // A changed payload: the same workload with a trailing unknown
         // field (field 999, varint `round`), which a decoder skips.
         let mut value = base.value.clone();
@@ -292,30 +296,40 @@ async fn fan_out(args: &Args) -> Result<(), String> {
                     .map(|r| r.version().to_owned())
             })
             .ok_or("changed resource missing")?;
-        let mut waits = tokio::task::JoinSet::new();
-        for c in &clients {
-            let mut rx = c.watch();
-            let (name, version) = (name.clone(), version.clone());
-            waits.spawn(async move {
-                let got = rx
-                    .wait_for(|s| {
-                        s.get(type_url::ADDRESS, &name)
-                            .is_some_and(|r| r.version() == version)
-                    })
-                    .await
-                    .is_ok();
-                (got, start.elapsed())
-            });
-        }
-        let mut slowest = Duration::ZERO;
-        while let Some(done) = waits.join_next().await {
-            let (got, took) = done.map_err(|e| format!("waiter: {e}"))?;
-            if !got {
-                return Err("a client stopped".to_owned());
+        // Poll every client's published snapshot each millisecond (one
+        // task, no waiter per client): a client has the change when its
+        // snapshot holds the new version; `updated_at` says when it was
+        // published, so the figures do not depend on the polling period.
+        let rxs: Vec<_> = clients.iter().map(XdsClient::watch).collect();
+        let deadline = start + Duration::from_secs(60);
+        let mut arrived: Vec<Option<Duration>> = vec![None; rxs.len()];
+        while arrived.iter().any(Option::is_none) {
+            if Instant::now() > deadline {
+                return Err("a client did not get the change within 60 s".to_owned());
             }
-            slowest = slowest.max(took);
-            per_client.push(took);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            for (slot, rx) in arrived.iter_mut().zip(&rxs) {
+                if slot.is_some() {
+                    continue;
+                }
+                let s = rx.borrow();
+                // Cheap test first: nothing published since the change.
+                if s.updated_at.is_none_or(|at| at < start) {
+                    continue;
+                }
+                let has = s
+                    .get(type_url::ADDRESS, &name)
+                    .is_some_and(|r| r.version() == version);
+                if has {
+                    let at = s.updated_at.unwrap_or_else(Instant::now);
+                    *slot = Some(at.saturating_duration_since(start));
+                }
+            }
         }
+        let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
+        let slowest = arrived.iter().copied().max().unwrap_or_default();
+        per_client.extend(arrived);
+        eprintln!("round {round}: {:.1} ms", ms(slowest));
         per_round.push(slowest);
     }
     per_round.sort();

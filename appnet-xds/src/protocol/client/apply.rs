@@ -56,21 +56,14 @@ fn whole(reason: String) -> Vec<Rejection> {
 }
 
 /// Accepts one validated resource; returns whether it changed anything.
-fn accept(t: &mut ClientType, name: &str, version: &str, resource: Any) -> bool {
-    let new = AcceptedResource {
-        version: version.to_owned(),
-        resource: resource.into(),
-    };
-    match t.resources.get(name) {
-        Some(old) if old.resource == new.resource => {
-            t.resources.insert(name.to_owned(), new);
-            false
-        }
-        _ => {
-            t.resources.insert(name.to_owned(), new);
-            true
-        }
-    }
+fn accept(t: &mut ClientType, name: &str, version: &str, resource: &Any) -> bool {
+    let unchanged = t
+        .resources
+        .get(name)
+        .is_some_and(|old| old.payload() == resource.value.as_slice());
+    t.resources
+        .insert(AcceptedResource::new(name, version, &resource.value));
+    !unchanged
 }
 
 /// A state-of-the-world response: resources are named by the validator;
@@ -103,23 +96,18 @@ pub(super) fn sotw(
         named.push((name, any));
     }
     t.shadow.clear();
+    let version = ev.version.clone();
     for (name, any) in named {
         if !t.tracks(&name) {
             if validator.validate(&t.type_url, &name, &any).is_ok() {
-                let version = ev.version.clone();
-                t.shadow.insert(
-                    name,
-                    AcceptedResource {
-                        version,
-                        resource: any.into(),
-                    },
-                );
+                let kept = AcceptedResource::new(&name, &version, &any.value);
+                t.shadow.insert(name, kept);
             }
             continue;
         }
         match validator.validate(&t.type_url, &name, &any) {
             Ok(()) => {
-                if accept(t, &name, &ev.version, any) {
+                if accept(t, &name, &version, &any) {
                     ev.updated.push(name);
                 }
             }
@@ -132,13 +120,14 @@ pub(super) fn sotw(
     if t.rule.full_state {
         let gone: Vec<String> = t
             .resources
-            .keys()
-            .filter(|n| !seen.contains(*n))
-            .cloned()
+            .iter()
+            .filter(|(n, _)| !seen.contains(*n))
+            .map(|(n, _)| n.to_owned())
             .collect();
         for name in gone {
-            t.resources.remove(&name);
-            ev.removed.push(name);
+            if t.resources.remove(&name).is_some() {
+                ev.removed.push(name);
+            }
         }
     }
     answer(t, ev)
@@ -173,10 +162,10 @@ pub(super) fn delta(
         return answer(t, ev);
     }
     for resource in r.resources {
-        let name = resource.name;
-        if !t.tracks(&name) {
+        if !t.tracks(&resource.name) {
             continue;
         }
+        let name = resource.name;
         let verdict = match resource.resource {
             None => Err("no resource payload".to_owned()),
             Some(any) if any.type_url != t.type_url => {
@@ -186,7 +175,7 @@ pub(super) fn delta(
         };
         match verdict {
             Ok(any) => {
-                if accept(t, &name, &resource.version, any) {
+                if accept(t, &name, &resource.version, &any) {
                     ev.updated.push(name);
                 }
             }

@@ -2,7 +2,9 @@
 
 mod apply;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::subscription::Subscription;
@@ -40,24 +42,185 @@ pub struct ClientConfig {
     pub types: TypeTable,
 }
 
-/// A resource the client accepted. Cloning is cheap: the payload is
-/// shared.
-#[derive(Clone, Debug, PartialEq)]
+/// A resource the client accepted: its name, its version and its encoded
+/// payload (the `Any`'s value; the type URL is the type's), kept in one
+/// shared allocation. Cloning is cheap.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AcceptedResource {
-    version: String,
-    resource: std::sync::Arc<Any>,
+    /// The name's and the version's lengths (4 bytes each, little endian),
+    /// then the name, the version and the payload: one allocation per
+    /// resource instead of three.
+    data: Arc<[u8]>,
 }
 
 impl AcceptedResource {
+    pub(crate) fn new(name: &str, version: &str, payload: &[u8]) -> Self {
+        // Names and versions are short; one longer than 4 GiB cannot arrive
+        // in a bounded gRPC message.
+        let len = |s: &str| u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes();
+        let data = len(name)
+            .into_iter()
+            .chain(len(version))
+            .chain(name.as_bytes().iter().copied())
+            .chain(version.as_bytes().iter().copied())
+            .chain(payload.iter().copied())
+            .collect();
+        Self { data }
+    }
+
+    /// (name, version, payload).
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        let read = |at: usize| {
+            self.data
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_le_bytes) as usize
+        };
+        let (name_len, version_len) = (read(0), read(4));
+        let rest = self.data.get(8..).unwrap_or_default();
+        let (name, rest) = rest.split_at_checked(name_len).unwrap_or((&[], rest));
+        let (version, payload) = rest.split_at_checked(version_len).unwrap_or((&[], rest));
+        (name, version, payload)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(self.parts().0).unwrap_or_default()
+    }
+
     /// Its version: the resource version (delta) or the version of the
     /// response that carried it (state of the world).
     pub fn version(&self) -> &str {
-        &self.version
+        std::str::from_utf8(self.parts().1).unwrap_or_default()
     }
 
-    /// Its payload.
-    pub fn resource(&self) -> &Any {
-        &self.resource
+    /// Its encoded payload (the protobuf message inside the `Any`).
+    pub fn payload(&self) -> &[u8] {
+        self.parts().2
+    }
+}
+
+impl std::fmt::Debug for AcceptedResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptedResource")
+            .field("name", &self.name())
+            .field("version", &self.version())
+            .field("payload_bytes", &self.payload().len())
+            .finish()
+    }
+}
+
+/// An [`AcceptedResource`] in a set, hashed and compared by its name.
+#[derive(Clone)]
+struct Keyed(AcceptedResource);
+
+impl std::hash::Hash for Keyed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so lookups by `&str` find it.
+        self.0.name().hash(state);
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for Keyed {}
+
+impl std::borrow::Borrow<str> for Keyed {
+    fn borrow(&self) -> &str {
+        self.0.name()
+    }
+}
+
+/// Shards of a [`ResourceMap`].
+const SHARDS: usize = 64;
+
+type Shard = HashSet<Keyed>;
+
+/// The accepted resources of one type, by name. A clone is cheap (it shares
+/// the map's 64 shards) and a change after a clone copies only the shard it
+/// touches (8 bytes per resource): the client publishes one per response
+/// without copying its state, whether it holds ten resources or a million.
+#[derive(Clone, Default)]
+pub struct ResourceMap {
+    hasher: RandomState,
+    /// Empty until the first insert.
+    shards: Vec<Arc<Shard>>,
+    len: usize,
+}
+
+impl ResourceMap {
+    fn shard_of(&self, name: &str) -> usize {
+        // The remainder is below SHARDS, so the cast cannot truncate.
+        (self.hasher.hash_one(name) % SHARDS as u64) as usize
+    }
+
+    /// One resource.
+    pub fn get(&self, name: &str) -> Option<&AcceptedResource> {
+        let shard = self.shards.get(self.shard_of(name))?;
+        shard.get(name).map(|k| &k.0)
+    }
+
+    /// Whether a resource is held.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// How many resources are held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no resource is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The resources with their names, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AcceptedResource)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|k| (k.0.name(), &k.0)))
+    }
+
+    fn insert(&mut self, resource: AcceptedResource) -> Option<AcceptedResource> {
+        if self.shards.is_empty() {
+            self.shards = (0..SHARDS).map(|_| Arc::default()).collect();
+        }
+        let i = self.shard_of(resource.name());
+        let old = Arc::make_mut(&mut self.shards[i]).replace(Keyed(resource));
+        if old.is_none() {
+            self.len += 1;
+        }
+        old.map(|k| k.0)
+    }
+
+    fn remove(&mut self, name: &str) -> Option<AcceptedResource> {
+        let i = self.shard_of(name);
+        // Look before writing: a shared shard is copied on write.
+        let shard = self.shards.get_mut(i).filter(|s| s.contains(name))?;
+        let removed = Arc::make_mut(shard).take(name);
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed.map(|k| k.0)
+    }
+}
+
+impl PartialEq for ResourceMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().all(|(n, r)| other.get(n) == Some(r))
+    }
+}
+
+impl Eq for ResourceMap {}
+
+impl std::fmt::Debug for ResourceMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -127,7 +290,7 @@ struct ClientType {
     started: bool,
     nonce: String,
     version: String,
-    resources: BTreeMap<String, AcceptedResource>,
+    resources: ResourceMap,
     /// SotW only: valid resources of the latest response that the client no
     /// longer wants but the server may still think it does (its
     /// unsubscription may have been ignored as stale). Re-subscribing takes
@@ -135,6 +298,10 @@ struct ClientType {
     /// client has.
     shadow: BTreeMap<String, AcceptedResource>,
     request_due: bool,
+    /// The subscription shrank since resources were last dropped: only
+    /// then can an accepted resource be uncovered (saves a scan of every
+    /// resource on each request).
+    shrunk: bool,
     error: Option<super::Status>,
     last_nack: Option<String>,
     received_at: Option<Instant>,
@@ -151,9 +318,10 @@ impl ClientType {
             started: false,
             nonce: String::new(),
             version: String::new(),
-            resources: BTreeMap::new(),
+            resources: ResourceMap::default(),
             shadow: BTreeMap::new(),
             request_due: false,
+            shrunk: false,
             error: None,
             last_nack: None,
             received_at: None,
@@ -170,11 +338,15 @@ impl ClientType {
     /// Drops resources the subscription no longer covers (into the shadow
     /// in state of the world).
     fn forget_uncovered(&mut self, variant: Variant) {
+        if !std::mem::take(&mut self.shrunk) {
+            return;
+        }
         let uncovered: Vec<String> = self
             .resources
-            .keys()
+            .iter()
+            .map(|(n, _)| n)
             .filter(|n| !self.wanted.covers(n))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         for name in uncovered {
             if let Some(r) = self.resources.remove(&name)
@@ -195,7 +367,7 @@ impl ClientType {
             .collect();
         for name in covered {
             if let Some(r) = self.shadow.remove(&name) {
-                self.resources.insert(name, r);
+                self.resources.insert(r);
             }
         }
     }
@@ -338,6 +510,7 @@ impl ClientStream {
         }
         if count > 0 {
             t.request_due = true;
+            t.shrunk = true;
         }
         Ok(count)
     }
@@ -441,7 +614,16 @@ impl ClientStream {
         self.types
             .get(type_url)
             .into_iter()
-            .flat_map(|t| t.resources.iter().map(|(n, r)| (n.as_str(), r)))
+            .flat_map(|t| t.resources.iter())
+    }
+
+    /// The accepted resources of a type as a map that shares its entries
+    /// with the client (O(1); empty for an unknown type).
+    pub fn resource_map(&self, type_url: &str) -> ResourceMap {
+        self.types
+            .get(type_url)
+            .map(|t| t.resources.clone())
+            .unwrap_or_default()
     }
 
     /// One accepted resource.
@@ -521,7 +703,7 @@ fn delta_request(t: &mut ClientType, node: Option<Node>) -> DeltaDiscoveryReques
         request.initial_resource_versions = t
             .resources
             .iter()
-            .map(|(n, r)| (n.clone(), r.version.clone()))
+            .map(|(n, r)| (n.to_owned(), r.version().to_owned()))
             .collect();
     } else {
         let (old, new) = (&t.announced, &t.wanted);
@@ -540,4 +722,45 @@ fn delta_request(t: &mut ClientType, node: Option<Node>) -> DeltaDiscoveryReques
     }
     t.announced = t.wanted.clone();
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AcceptedResource, ResourceMap};
+
+    #[test]
+    fn accepted_resource_keeps_its_three_parts() {
+        let r = AcceptedResource::new("ns/a", "v1", &[1, 2, 3]);
+        assert_eq!(
+            (r.name(), r.version(), r.payload()),
+            ("ns/a", "v1", &[1, 2, 3][..])
+        );
+        let empty = AcceptedResource::new("", "", &[]);
+        assert_eq!((empty.name(), empty.version()), ("", ""));
+        assert!(empty.payload().is_empty());
+    }
+
+    #[test]
+    fn a_clone_is_isolated_from_later_changes() {
+        let mut map = ResourceMap::default();
+        for i in 0..500 {
+            map.insert(AcceptedResource::new(&format!("r{i}"), "v1", &[0]));
+        }
+        let published = map.clone();
+        map.insert(AcceptedResource::new("r7", "v2", &[1]));
+        map.insert(AcceptedResource::new("new", "v1", &[2]));
+        assert!(map.remove("r9").is_some());
+        assert!(map.remove("never").is_none());
+        assert_eq!(published.len(), 500);
+        assert_eq!(
+            published.get("r7").map(AcceptedResource::version),
+            Some("v1")
+        );
+        assert!(published.contains("r9") && !published.contains("new"));
+        assert_eq!(map.len(), 500);
+        assert_eq!(map.get("r7").map(AcceptedResource::payload), Some(&[1][..]));
+        assert!(!map.contains("r9") && map.contains("new"));
+        assert_ne!(map, published);
+        assert_eq!(map.iter().count(), 500);
+    }
 }

@@ -16,6 +16,9 @@ use super::{
 /// Default maximum encoded response size: 4 MiB, gRPC's default limit.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
+/// Default [`ServerConfig::delta_chunk_size`]: 1 MiB.
+pub const DEFAULT_DELTA_CHUNK_SIZE: usize = 1024 * 1024;
+
 /// Settings for server streams.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -26,6 +29,14 @@ pub struct ServerConfig {
     /// [`ProtocolError::MessageTooLarge`], as is a single delta resource
     /// larger than the limit.
     pub max_message_size: usize,
+    /// Target size of one delta response: resources are packed up to this
+    /// many encoded bytes (a single larger resource still goes alone, up to
+    /// `max_message_size`), and the rest follows after the ACK. Small
+    /// responses bound the client's transient memory while it applies a
+    /// large initial state (a 33 MB push arrives as ~1 MiB steps, never as
+    /// one 33 MB message decoded in one piece) at the cost of one round
+    /// trip per step.
+    pub delta_chunk_size: usize,
     /// Per-type rules: full-state types and ADS ordering.
     pub types: TypeTable,
     /// Refuse a stream whose first request carries no node.
@@ -39,6 +50,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            delta_chunk_size: DEFAULT_DELTA_CHUNK_SIZE,
             types: TypeTable::default(),
             require_node: false,
             ack_timeout: None,
@@ -466,8 +478,9 @@ impl ServerStream {
                         .map(|r| Some(Response::Sotw(r)));
                 }
                 Variant::Delta => {
+                    let limits = (self.config.delta_chunk_size.min(limit), limit);
                     let built =
-                        t.build_delta(store, removal_phase, &nonce, limit, now, &mut self.errors);
+                        t.build_delta(store, removal_phase, &nonce, limits, now, &mut self.errors);
                     if let Some(r) = built {
                         return Ok(Some(Response::Delta(r)));
                     }

@@ -52,8 +52,16 @@ pub(super) struct TypeState {
     /// What the client was last sent: name → version (`None`: told that the
     /// name does not exist, delta only).
     pub(super) sent: BTreeMap<String, Option<String>>,
-    /// Names whose sent state may differ from the store.
+    /// Names whose sent state may differ from the store, not yet
+    /// classified.
     dirty: BTreeSet<String>,
+    /// Classified names that need an update or a "does not exist" notice.
+    /// Anything that could change a name's class puts it back in `dirty`,
+    /// so settling costs what changed, not what is pending (a 120k-resource
+    /// push sent in steps does not rescan 120k names per step).
+    pending_make: BTreeSet<String>,
+    /// Classified names that need a removal.
+    pending_remove: BTreeSet<String>,
     /// Store generation examined so far (`None`: examine everything).
     seen: Option<u64>,
     pub(super) outstanding: Option<Outstanding>,
@@ -79,6 +87,8 @@ impl TypeState {
             must_respond: false,
             sent: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            pending_make: BTreeSet::new(),
+            pending_remove: BTreeSet::new(),
             seen: None,
             outstanding: None,
             in_flight: BTreeMap::new(),
@@ -220,28 +230,27 @@ impl TypeState {
     /// Brings the dirty set up to date and says what work is pending.
     pub(super) fn settle(&mut self, store: &ResourceStore, variant: Variant) -> Work {
         self.refresh(store);
-        let mut work = Work {
-            make: self.must_respond,
-            removal: false,
-        };
         let dirty = std::mem::take(&mut self.dirty);
         for name in dirty {
+            self.pending_make.remove(&name);
+            self.pending_remove.remove(&name);
             match self.classify(&name, store, variant) {
                 Change::Clean => {}
                 Change::Forget => {
                     self.sent.remove(&name);
                 }
                 Change::Update | Change::NotFound => {
-                    work.make = true;
-                    self.dirty.insert(name);
+                    self.pending_make.insert(name);
                 }
                 Change::Remove => {
-                    work.removal = true;
-                    self.dirty.insert(name);
+                    self.pending_remove.insert(name);
                 }
             }
         }
-        work
+        Work {
+            make: self.must_respond || !self.pending_make.is_empty(),
+            removal: !self.pending_remove.is_empty(),
+        }
     }
 
     fn mark_sent(
@@ -305,6 +314,10 @@ impl TypeState {
             .iter()
             .map(|(n, (v, _))| (n.clone(), Some(v.clone())))
             .collect();
+        // Everything is settled by a whole set, except what it kept only
+        // until removals are due.
+        self.pending_make.clear();
+        self.pending_remove.clear();
         self.dirty = self
             .sent
             .keys()
@@ -339,15 +352,16 @@ impl TypeState {
 
     /// Builds an incremental response from the dirty set: in the make phase
     /// updates and "does not exist" notices, in the removal phase removals;
-    /// as many as fit in `limit` (the rest stay pending). Resources too large
-    /// to ever fit are skipped and reported in `errors`.
+    /// as many as fit in `chunk` bytes (at least one, up to `limit`; the rest
+    /// stay pending). Resources too large to ever fit in `limit` are skipped
+    /// and reported in `errors`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn build_delta(
         &mut self,
         store: &ResourceStore,
         removal_phase: bool,
         nonce: &str,
-        limit: usize,
+        (chunk, limit): (usize, usize),
         now: Instant,
         errors: &mut Vec<ProtocolError>,
     ) -> Option<DeltaDiscoveryResponse> {
@@ -360,7 +374,13 @@ impl TypeState {
         let base = response.encoded_len();
         let mut size = base;
         let mut done = Vec::new();
-        for name in &self.dirty {
+        let mut reclassify = Vec::new();
+        let pending = if removal_phase {
+            &self.pending_remove
+        } else {
+            &self.pending_make
+        };
+        for name in pending {
             let (entry, version) = match self.classify(name, store, Variant::Delta) {
                 Change::Update if !removal_phase => {
                     let Some(r) = store.get(&self.type_url, name) else {
@@ -376,7 +396,11 @@ impl TypeState {
                 }
                 Change::NotFound if !removal_phase => (None, None),
                 Change::Remove if removal_phase => (None, None),
-                _ => continue,
+                _ => {
+                    // Settled into the wrong class: examine it again.
+                    reclassify.push(name.clone());
+                    continue;
+                }
             };
             let cost = match &entry {
                 Some(resource) => field_cost(resource.encoded_len()),
@@ -393,8 +417,10 @@ impl TypeState {
                 done.push((name.clone(), version));
                 continue;
             }
-            if size + cost > limit {
-                continue;
+            let carrying = !response.resources.is_empty() || !response.removed_resources.is_empty();
+            if carrying && size + cost > chunk {
+                // Full: the rest goes in the next response, after the ACK.
+                break;
             }
             size += cost;
             match entry {
@@ -403,8 +429,10 @@ impl TypeState {
             }
             done.push((name.clone(), version));
         }
+        self.dirty.extend(reclassify);
         for (name, version) in done {
-            self.dirty.remove(&name);
+            self.pending_make.remove(&name);
+            self.pending_remove.remove(&name);
             match version {
                 Some(v) => {
                     self.sent.insert(name, Some(v));
