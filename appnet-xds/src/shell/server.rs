@@ -378,7 +378,11 @@ impl Driver {
                 },
                 changed = changes.changed() => {
                     if changed.is_err() { break; }
-                    if push_at.is_none() {
+                    if debounce.is_zero() {
+                        // No timer round trip when pushes are not debounced.
+                        changes.borrow_and_update();
+                        if !self.flush().await { break; }
+                    } else if push_at.is_none() {
                         push_at = Some(tokio::time::Instant::now() + debounce);
                     }
                 }

@@ -329,7 +329,6 @@ async fn fan_out(args: &Args) -> Result<(), String> {
         let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
         let slowest = arrived.iter().copied().max().unwrap_or_default();
         per_client.extend(arrived);
-        eprintln!("round {round}: {:.1} ms", ms(slowest));
         per_round.push(slowest);
     }
     per_round.sort();
@@ -358,22 +357,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runtime: {e}");
-            return ExitCode::FAILURE;
+    // The full push (and its server child) on one worker thread, as a
+    // node proxy runs its xDS client task; the fan-out's server and 1,000
+    // clients share the default two-worker runtime.
+    let runtime = |workers: Option<usize>| {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = workers {
+            b.worker_threads(n);
         }
+        b.enable_all().build().map_err(|e| format!("runtime: {e}"))
     };
-    let result = rt.block_on(async {
+    let result = runtime(Some(1)).and_then(|rt| {
+        rt.block_on(async {
+            if args.serve_only {
+                return serve_only(&args).await;
+            }
+            full_push(&args).await
+        })
+    });
+    let result = result.and_then(|()| {
         if args.serve_only {
-            return serve_only(&args).await;
+            return Ok(());
         }
-        full_push(&args).await?;
-        fan_out(&args).await
+        runtime(None).and_then(|rt| rt.block_on(fan_out(&args)))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

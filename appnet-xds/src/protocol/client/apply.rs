@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{AcceptedResource, ClientEvent, ClientType, Rejection, Validator};
+use super::{AcceptedResource, ClientEvent, ClientType, NameList, Rejection, Validator};
 use crate::protocol::{Any, DeltaDiscoveryResponse, DiscoveryResponse, Status};
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of our NACKs.
@@ -15,8 +15,8 @@ fn event(t: &ClientType, version: String, nonce: String) -> ClientEvent {
         type_url: t.type_url.clone(),
         version,
         nonce,
-        updated: Vec::new(),
-        removed: Vec::new(),
+        updated: NameList::default(),
+        removed: NameList::default(),
         rejected: Vec::new(),
         acked: false,
     }
@@ -108,7 +108,7 @@ pub(super) fn sotw(
         match validator.validate(&t.type_url, &name, &any) {
             Ok(()) => {
                 if accept(t, &name, &version, &any) {
-                    ev.updated.push(name);
+                    ev.updated.push(&name);
                 }
             }
             Err(reason) => ev.rejected.push(Rejection {
@@ -126,7 +126,7 @@ pub(super) fn sotw(
             .collect();
         for name in gone {
             if t.resources.remove(&name).is_some() {
-                ev.removed.push(name);
+                ev.removed.push(&name);
             }
         }
     }
@@ -176,7 +176,7 @@ pub(super) fn delta(
         match verdict {
             Ok(any) => {
                 if accept(t, &name, &resource.version, &any) {
-                    ev.updated.push(name);
+                    ev.updated.push(&name);
                 }
             }
             Err(reason) => ev.rejected.push(Rejection {
@@ -187,7 +187,7 @@ pub(super) fn delta(
     }
     for name in r.removed_resources {
         if t.resources.remove(&name).is_some() {
-            ev.removed.push(name);
+            ev.removed.push(&name);
         }
     }
     answer(t, ev)
