@@ -174,9 +174,9 @@ pub use service::{
     LoadBalancingScope, Service,
 };
 pub use shell::{
-    Backoff, ClientClosed, ClientSnapshot, ClientStatus, DEFAULT_DEBOUNCE,
-    DEFAULT_GRPC_MESSAGE_SIZE, ResourceHandler, XdsClient, XdsClientBuilder, XdsServer,
-    XdsServerConfig,
+    Backoff, ClientClosed, ClientSnapshot, ClientStatus, DEFAULT_CONNECTION_WINDOW,
+    DEFAULT_DEBOUNCE, DEFAULT_GRPC_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW, ResourceHandler, XdsClient,
+    XdsClientBuilder, XdsServer, XdsServerConfig,
 };
 pub use validation::{ValidationError, Violation};
 pub use workload::{

@@ -19,6 +19,13 @@ use crate::protocol::{
 };
 use crate::resource::{Resource, decode_any};
 
+/// Default HTTP/2 stream receive window of an [`XdsClient`]: 4 MiB, so a
+/// server's 1 MiB delta steps flow without waiting for window updates.
+pub const DEFAULT_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// Default HTTP/2 connection receive window of an [`XdsClient`]: 8 MiB.
+pub const DEFAULT_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+
 /// Judges received resources of one type for an [`XdsClient`].
 pub trait ResourceHandler: Send + 'static {
     /// The name of a state-of-the-world resource (delta names it on the
@@ -264,6 +271,17 @@ impl XdsClientBuilder {
         self
     }
 
+    /// HTTP/2 receive windows of the stream and of the connection, in
+    /// bytes (defaults [`DEFAULT_STREAM_WINDOW`] and
+    /// [`DEFAULT_CONNECTION_WINDOW`]).
+    pub fn windows(mut self, stream: u32, connection: u32) -> Self {
+        self.endpoint = self
+            .endpoint
+            .initial_stream_window_size(stream)
+            .initial_connection_window_size(connection);
+        self
+    }
+
     /// gRPC message size limit, both directions (default 64 MiB).
     pub fn max_message_size(mut self, limit: usize) -> Self {
         self.max_message_size = limit;
@@ -327,9 +345,16 @@ impl Drop for XdsClient {
 
 impl XdsClient {
     /// A builder for a client of the server at `endpoint`.
+    ///
+    /// The endpoint's HTTP/2 receive windows are raised to
+    /// [`DEFAULT_STREAM_WINDOW`] and [`DEFAULT_CONNECTION_WINDOW`] (h2's
+    /// 64 KiB default makes a large push wait for a window update every
+    /// 64 KiB); [`XdsClientBuilder::windows`] sets others.
     pub fn builder(endpoint: Endpoint, variant: Variant) -> XdsClientBuilder {
         XdsClientBuilder {
-            endpoint,
+            endpoint: endpoint
+                .initial_stream_window_size(DEFAULT_STREAM_WINDOW)
+                .initial_connection_window_size(DEFAULT_CONNECTION_WINDOW),
             variant,
             node: None,
             handlers: Handlers::default(),

@@ -5,7 +5,8 @@ mod per_type;
 mod server;
 
 pub use client::{
-    Backoff, ClientClosed, ClientSnapshot, ResourceHandler, XdsClient, XdsClientBuilder,
+    Backoff, ClientClosed, ClientSnapshot, DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW,
+    ResourceHandler, XdsClient, XdsClientBuilder,
 };
 pub use server::{
     ClientStatus, DEFAULT_DEBOUNCE, DEFAULT_GRPC_MESSAGE_SIZE, XdsServer, XdsServerConfig,

@@ -2,8 +2,7 @@
 
 mod apply;
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,16 +109,9 @@ impl std::fmt::Debug for AcceptedResource {
     }
 }
 
-/// An [`AcceptedResource`] in a set, hashed and compared by its name.
+/// An [`AcceptedResource`] in a set, ordered and compared by its name.
 #[derive(Clone)]
 struct Keyed(AcceptedResource);
-
-impl std::hash::Hash for Keyed {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As `str` hashes, so lookups by `&str` find it.
-        self.0.name().hash(state);
-    }
-}
 
 impl PartialEq for Keyed {
     fn eq(&self, other: &Self) -> bool {
@@ -129,39 +121,37 @@ impl PartialEq for Keyed {
 
 impl Eq for Keyed {}
 
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Keyed {
+    // As `str` orders, so lookups by `&str` find it.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.name().cmp(other.0.name())
+    }
+}
+
 impl std::borrow::Borrow<str> for Keyed {
     fn borrow(&self) -> &str {
         self.0.name()
     }
 }
 
-/// Shards of a [`ResourceMap`].
-const SHARDS: usize = 64;
-
-type Shard = HashSet<Keyed>;
-
-/// The accepted resources of one type, by name. A clone is cheap (it shares
-/// the map's 64 shards) and a change after a clone copies only the shard it
-/// touches (8 bytes per resource): the client publishes one per response
-/// without copying its state, whether it holds ten resources or a million.
+/// The accepted resources of one type, by name: a persistent B+tree. A
+/// clone is O(1) and shares every node; a change after a clone copies only
+/// the nodes on its path, so the client publishes a snapshot per response
+/// without copying its state, and a server's step of names in order copies
+/// only the leaves it fills.
 #[derive(Clone, Default)]
-pub struct ResourceMap {
-    hasher: RandomState,
-    /// Empty until the first insert.
-    shards: Vec<Arc<Shard>>,
-    len: usize,
-}
+pub struct ResourceMap(imbl::OrdSet<Keyed>);
 
 impl ResourceMap {
-    fn shard_of(&self, name: &str) -> usize {
-        // The remainder is below SHARDS, so the cast cannot truncate.
-        (self.hasher.hash_one(name) % SHARDS as u64) as usize
-    }
-
     /// One resource.
     pub fn get(&self, name: &str) -> Option<&AcceptedResource> {
-        let shard = self.shards.get(self.shard_of(name))?;
-        shard.get(name).map(|k| &k.0)
+        self.0.get(name).map(|k| &k.0)
     }
 
     /// Whether a resource is held.
@@ -171,48 +161,31 @@ impl ResourceMap {
 
     /// How many resources are held.
     pub fn len(&self) -> usize {
-        self.len
+        self.0.len()
     }
 
     /// Whether no resource is held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_empty()
     }
 
-    /// The resources with their names, in no particular order.
+    /// The resources with their names, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &AcceptedResource)> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.iter().map(|k| (k.0.name(), &k.0)))
+        self.0.iter().map(|k| (k.0.name(), &k.0))
     }
 
     fn insert(&mut self, resource: AcceptedResource) -> Option<AcceptedResource> {
-        if self.shards.is_empty() {
-            self.shards = (0..SHARDS).map(|_| Arc::default()).collect();
-        }
-        let i = self.shard_of(resource.name());
-        let old = Arc::make_mut(&mut self.shards[i]).replace(Keyed(resource));
-        if old.is_none() {
-            self.len += 1;
-        }
-        old.map(|k| k.0)
+        self.0.insert(Keyed(resource)).map(|k| k.0)
     }
 
     fn remove(&mut self, name: &str) -> Option<AcceptedResource> {
-        let i = self.shard_of(name);
-        // Look before writing: a shared shard is copied on write.
-        let shard = self.shards.get_mut(i).filter(|s| s.contains(name))?;
-        let removed = Arc::make_mut(shard).take(name);
-        if removed.is_some() {
-            self.len -= 1;
-        }
-        removed.map(|k| k.0)
+        self.0.remove(name).map(|k| k.0)
     }
 }
 
 impl PartialEq for ResourceMap {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().all(|(n, r)| other.get(n) == Some(r))
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
