@@ -461,3 +461,26 @@ async fn delta_pushes_are_chunked_by_default() {
     assert_eq!(mine.resources_pushed, 6);
     serving.stop().await;
 }
+
+/// A client that goes away leaves the status view (its stream state is
+/// dropped with the response stream), and the others stay.
+#[tokio::test]
+async fn departed_clients_leave_the_status_view() {
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("c", "x")])
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    let staying = client(serving.addr, Variant::Delta, "node-stays");
+    let leaving = client(serving.addr, Variant::Sotw, "node-leaves");
+    until_server(&server, |st| st.len() == 2).await;
+    drop(leaving);
+    until_server(&server, |st| st.len() == 1 && st[0].node_id == "node-stays").await;
+    // The one left still gets pushes.
+    server
+        .update(type_url::CLUSTER, [cluster("c", "y")])
+        .expect("update");
+    let mut rx = staying.watch();
+    until(&mut rx, |s| stat_of(s, "c").as_deref() == Some("y")).await;
+    serving.stop().await;
+}

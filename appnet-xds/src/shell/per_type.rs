@@ -6,7 +6,6 @@ use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_se
 use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server as lds;
 use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server as rds;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::server::{BoxStream, XdsServer};
 use crate::protocol::{
@@ -31,8 +30,8 @@ macro_rules! per_type {
             ) -> Result<tonic::Response<Self::$stream_ty>, tonic::Status> {
                 let inbound = request.into_inner().map(|r| r.map(Request::Sotw));
                 let kind = StreamKind::Single($type_url.to_owned());
-                let rx = self.spawn_stream(Variant::Sotw, kind, inbound);
-                let out = ReceiverStream::new(rx).filter_map(|r| r.into_sotw().map(Ok));
+                let responses = self.open_stream(Variant::Sotw, kind, inbound);
+                let out = responses.filter_map(|r| r.into_sotw().map(Ok));
                 Ok(tonic::Response::new(Box::pin(out)))
             }
 
@@ -42,8 +41,8 @@ macro_rules! per_type {
             ) -> Result<tonic::Response<Self::$delta_ty>, tonic::Status> {
                 let inbound = request.into_inner().map(|r| r.map(Request::Delta));
                 let kind = StreamKind::Single($type_url.to_owned());
-                let rx = self.spawn_stream(Variant::Delta, kind, inbound);
-                let out = ReceiverStream::new(rx).filter_map(|r| r.into_delta().map(Ok));
+                let responses = self.open_stream(Variant::Delta, kind, inbound);
+                let out = responses.filter_map(|r| r.into_delta().map(Ok));
                 Ok(tonic::Response::new(Box::pin(out)))
             }
 

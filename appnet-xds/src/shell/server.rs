@@ -1,6 +1,7 @@
 //! The tonic server shell: a shared store, one task per stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -9,8 +10,7 @@ use std::time::{Duration, Instant};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::protocol::{
@@ -273,16 +273,18 @@ impl XdsServer {
             .max_encoding_message_size(limit)
     }
 
-    pub(super) fn spawn_stream<S>(
+    /// Opens one stream: the returned stream of responses drives the
+    /// protocol core itself (requests are read and pushes computed while the
+    /// transport polls it), with no task or channel in between.
+    pub(super) fn open_stream<S>(
         &self,
         variant: Variant,
         kind: StreamKind,
         inbound: S,
-    ) -> mpsc::Receiver<Response>
+    ) -> ResponseStream
     where
         S: Stream<Item = Result<Request, tonic::Status>> + Send + Unpin + 'static,
     {
-        let (tx, rx) = mpsc::channel(16);
         let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let core = ServerStream::new(variant, kind, self.shared.config.stream.clone(), id);
         let state = Arc::new(Mutex::new(StreamState {
@@ -298,13 +300,18 @@ impl XdsServer {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, state.clone());
         let driver = Driver {
+            changes: self.shared.generation.subscribe(),
             shared: self.shared.clone(),
             state,
             id,
-            tx,
+            inbound: Box::pin(inbound),
+            push_at: None,
+            queue: VecDeque::new(),
         };
-        tokio::spawn(driver.run(inbound));
-        rx
+        ResponseStream {
+            driver: Some(driver),
+            step: None,
+        }
     }
 }
 
@@ -336,12 +343,29 @@ impl StreamState {
     }
 }
 
-/// One stream's task.
+type Inbound = Pin<Box<dyn Stream<Item = Result<Request, tonic::Status>> + Send>>;
+
+/// One stream's state between responses. Dropping it (the stream ended or
+/// the transport dropped it) unregisters the stream.
 struct Driver {
     shared: Arc<Shared>,
     state: Arc<Mutex<StreamState>>,
     id: u64,
-    tx: mpsc::Sender<Response>,
+    inbound: Inbound,
+    changes: watch::Receiver<u64>,
+    push_at: Option<tokio::time::Instant>,
+    /// Responses computed and not yet handed out.
+    queue: VecDeque<Response>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shared
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 impl Driver {
@@ -349,21 +373,21 @@ impl Driver {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn run<S>(self, mut inbound: S)
-    where
-        S: Stream<Item = Result<Request, tonic::Status>> + Send + Unpin + 'static,
-    {
-        let mut changes = self.shared.generation.subscribe();
+    /// The next response, with the driver to ask for the one after; `None`
+    /// when the stream is over (the client left, or an ACK timed out).
+    async fn next(mut self) -> Option<(Response, Self)> {
         let debounce = self.shared.config.debounce;
-        let mut push_at: Option<tokio::time::Instant> = None;
         loop {
+            if let Some(r) = self.queue.pop_front() {
+                return Some((r, self));
+            }
             let ack_deadline = self
                 .state()
                 .core
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
             tokio::select! {
-                msg = inbound.next() => match msg {
+                msg = self.inbound.next() => match msg {
                     Some(Ok(req)) => {
                         {
                             let mut st = self.state();
@@ -372,74 +396,92 @@ impl Driver {
                                 st.last_error = Some(e.to_string());
                             }
                         }
-                        if !self.flush().await { break; }
+                        self.fill();
                     }
-                    _ => break,
+                    _ => return None,
                 },
-                changed = changes.changed() => {
-                    if changed.is_err() { break; }
+                changed = self.changes.changed() => {
+                    changed.ok()?;
                     if debounce.is_zero() {
                         // No timer round trip when pushes are not debounced.
-                        changes.borrow_and_update();
-                        if !self.flush().await { break; }
-                    } else if push_at.is_none() {
-                        push_at = Some(tokio::time::Instant::now() + debounce);
+                        self.changes.borrow_and_update();
+                        self.fill();
+                    } else if self.push_at.is_none() {
+                        self.push_at = Some(tokio::time::Instant::now() + debounce);
                     }
                 }
-                () = sleep_until(push_at) => {
-                    push_at = None;
-                    changes.borrow_and_update();
-                    if !self.flush().await { break; }
+                () = sleep_until(self.push_at) => {
+                    self.push_at = None;
+                    self.changes.borrow_and_update();
+                    self.fill();
                 }
                 () = sleep_until(ack_deadline) => {
                     let mut st = self.state();
                     if let Err(e) = st.core.handle_timeout(Instant::now()) {
                         st.last_error = Some(e.to_string());
-                        break;
+                        return None;
                     }
                 }
             }
         }
-        self.shared
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
     }
 
-    async fn flush(&self) -> bool {
+    /// Computes every response due now into the queue.
+    fn fill(&mut self) {
+        let store = self
+            .shared
+            .store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            let polled = {
-                let store = self
-                    .shared
-                    .store
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let mut st = self.state();
-                let polled = st.core.poll_response(&store, Instant::now());
-                match &polled {
-                    Ok(Some(resp)) => {
-                        let carried = match resp {
-                            Response::Sotw(r) => r.resources.len(),
-                            Response::Delta(r) => r.resources.len(),
-                        };
-                        st.pushed += carried as u64;
-                    }
-                    Ok(None) => {}
-                    Err(e) => st.last_error = Some(e.to_string()),
-                }
-                polled
-            };
-            match polled {
+            match st.core.poll_response(&store, Instant::now()) {
                 Ok(Some(resp)) => {
-                    if self.tx.send(resp).await.is_err() {
-                        return false;
-                    }
+                    let carried = match &resp {
+                        Response::Sotw(r) => r.resources.len(),
+                        Response::Delta(r) => r.resources.len(),
+                    };
+                    st.pushed += carried as u64;
+                    self.queue.push_back(resp);
                 }
-                Ok(None) => return true,
-                Err(_) => {}
+                Ok(None) => return,
+                Err(e) => st.last_error = Some(e.to_string()),
             }
         }
+    }
+}
+
+type Step = Pin<Box<dyn Future<Output = Option<(Response, Driver)>> + Send>>;
+
+/// The responses of one stream, computed as the transport asks for them.
+pub(super) struct ResponseStream {
+    driver: Option<Driver>,
+    step: Option<Step>,
+}
+
+impl Stream for ResponseStream {
+    type Item = Response;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Response>> {
+        let this = &mut *self;
+        if this.step.is_none() {
+            let Some(driver) = this.driver.take() else {
+                return std::task::Poll::Ready(None);
+            };
+            this.step = Some(Box::pin(driver.next()));
+        }
+        let Some(step) = this.step.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let out = std::task::ready!(step.as_mut().poll(cx));
+        this.step = None;
+        std::task::Poll::Ready(out.map(|(response, driver)| {
+            this.driver = Some(driver);
+            response
+        }))
     }
 }
 
@@ -463,8 +505,8 @@ impl AggregatedDiscoveryService for XdsServer {
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
         let inbound = request.into_inner().map(|r| r.map(Request::Sotw));
-        let rx = self.spawn_stream(Variant::Sotw, StreamKind::Aggregated, inbound);
-        let out = ReceiverStream::new(rx).filter_map(|r| r.into_sotw().map(Ok));
+        let responses = self.open_stream(Variant::Sotw, StreamKind::Aggregated, inbound);
+        let out = responses.filter_map(|r| r.into_sotw().map(Ok));
         Ok(tonic::Response::new(Box::pin(out)))
     }
 
@@ -473,8 +515,8 @@ impl AggregatedDiscoveryService for XdsServer {
         request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
         let inbound = request.into_inner().map(|r| r.map(Request::Delta));
-        let rx = self.spawn_stream(Variant::Delta, StreamKind::Aggregated, inbound);
-        let out = ReceiverStream::new(rx).filter_map(|r| r.into_delta().map(Ok));
+        let responses = self.open_stream(Variant::Delta, StreamKind::Aggregated, inbound);
+        let out = responses.filter_map(|r| r.into_delta().map(Ok));
         Ok(tonic::Response::new(Box::pin(out)))
     }
 }
