@@ -113,6 +113,8 @@ struct Rss {
 }
 
 fn rss(client: &Driven, server: &Driven) -> Rss {
+    // Give the allocators a moment to hand freed pages back.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     Rss {
         client: client.rss(),
         server: server.rss(),

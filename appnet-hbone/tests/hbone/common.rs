@@ -33,6 +33,22 @@ impl Domain {
         Self { td, ca }
     }
 
+    /// Writes the issuing CA (chain and key) to `dir`, for [`Self::load`]
+    /// in another process.
+    pub(crate) fn save(&self, dir: &std::path::Path) {
+        std::fs::write(dir.join("ca.pem"), self.ca.chain_pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), self.ca.key_pem()).unwrap();
+    }
+
+    /// The domain [`Self::save`] wrote.
+    pub(crate) fn load(name: &str, dir: &std::path::Path) -> Self {
+        let td: TrustDomain = name.parse().unwrap();
+        let chain = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+        let key = std::fs::read_to_string(dir.join("ca.key")).unwrap();
+        let ca = CertificateAuthority::from_pem(td.clone(), &chain, &key).unwrap();
+        Self { td, ca }
+    }
+
     pub(crate) fn id(&self, sa: &str) -> SpiffeId {
         SpiffeId::istio(self.td.clone(), "default", sa).unwrap()
     }

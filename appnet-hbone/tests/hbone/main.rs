@@ -8,6 +8,7 @@ mod double;
 mod envoy;
 mod keepalive;
 mod pool;
+mod process;
 mod refusals;
 #[cfg(feature = "prometheus")]
 mod telemetry;
