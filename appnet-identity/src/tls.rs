@@ -133,9 +133,16 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The ring crypto provider appnet uses everywhere.
+/// The ring crypto provider appnet uses everywhere, preferring
+/// AES-128-GCM: with AES instructions it moves bulk traffic ~25 % cheaper
+/// than AES-256-GCM (ring's default first choice), as BoringSSL (Envoy)
+/// also prefers. AES-256-GCM and ChaCha20-Poly1305 stay offered.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
 }
 
 impl Credentials {
@@ -421,4 +428,22 @@ pub fn client_config(
 pub fn peer_identity(conn: &CommonState) -> Option<SpiffeId> {
     let leaf = conn.peer_certificates()?.first()?;
     leaf_spiffe_id(leaf).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::CipherSuite;
+
+    #[test]
+    fn provider_prefers_aes_128_and_keeps_the_others() {
+        let p = super::provider();
+        let suites: Vec<CipherSuite> = p.cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(suites.first(), Some(&CipherSuite::TLS13_AES_128_GCM_SHA256));
+        for kept in [
+            CipherSuite::TLS13_AES_256_GCM_SHA384,
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            assert!(suites.contains(&kept), "{kept:?} still offered");
+        }
+    }
 }
