@@ -29,6 +29,13 @@ mod memory;
 
 use std::path::Path;
 
+/// jemalloc, as ztunnel's builds ship it (Envoy ships tcmalloc): a proxy
+/// binary picks its allocator, the library does not. With `dirty_decay_ms`
+/// and `muzzy_decay_ms` at 0 (set for the memory children) freed pages go
+/// back to the OS at once; glibc malloc keeps the pages of closed tunnels.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     // The memory figure's child processes.
