@@ -401,6 +401,16 @@ async fn debounce_coalesces_bursts() {
     }
 }
 
+/// Waits until every cluster in `names` carries a stat name `len` long.
+async fn until_all_big(rx: &mut watch::Receiver<ClientSnapshot>, names: &[String], len: usize) {
+    until(rx, |s| {
+        names
+            .iter()
+            .all(|n| stat_of(s, n).is_some_and(|v| v.len() == len))
+    })
+    .await;
+}
+
 /// A push larger than tonic's 4 MiB default goes through (six 1 MiB
 /// clusters in one response): both shells default to a 64 MiB limit. Delta
 /// packs them in one response only with a chunk size that large.
@@ -418,12 +428,7 @@ async fn pushes_beyond_four_mebibytes() {
     for variant in [Variant::Sotw, Variant::Delta] {
         let client = client(serving.addr, variant, "node-big");
         let mut rx = client.watch();
-        until(&mut rx, |s| {
-            names
-                .iter()
-                .all(|n| stat_of(s, n).is_some_and(|v| v.len() == big.len()))
-        })
-        .await;
+        until_all_big(&mut rx, &names, big.len()).await;
         let event = rx.borrow().last_event.clone().expect("a response");
         assert_eq!(event.updated.len(), 6, "all in one response");
     }
@@ -444,12 +449,7 @@ async fn delta_pushes_are_chunked_by_default() {
     let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
     let client = client(serving.addr, Variant::Delta, "node-chunks");
     let mut rx = client.watch();
-    until(&mut rx, |s| {
-        names
-            .iter()
-            .all(|n| stat_of(s, n).is_some_and(|v| v.len() == big.len()))
-    })
-    .await;
+    until_all_big(&mut rx, &names, big.len()).await;
     let event = rx.borrow().last_event.clone().expect("a response");
     assert_eq!(event.updated.len(), 1, "one resource per 1 MiB step");
     let status = server.status();

@@ -239,6 +239,44 @@ pub(crate) async fn all_closed(connector: &HboneConnector, handle: &ServerHandle
     settle("server tunnels closed", || handle.stats().tunnels == 0).await;
 }
 
+/// [`start_server`] with `d`'s `server` identity, trusting any peer of the
+/// domain, default settings, no telemetry.
+pub(crate) async fn default_server(d: &Domain) -> Harness {
+    start_server(
+        d.creds("server"),
+        AllowedPeers::AnyTrusted,
+        ServerConfig::default(),
+        None,
+    )
+    .await
+}
+
+/// Writes `msg` to an echoing tunnel and checks it comes back.
+pub(crate) async fn round_trip(t: &mut Tunnel, msg: &[u8]) {
+    t.write_all(msg).await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    t.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, msg);
+}
+
+/// After a peer's connection died and every tunnel was dropped: the pool
+/// held one live connection (to `healthy`), everything closes, and the only
+/// tasks left are the healthy server's accept loop and connection task and
+/// the client's driver of that connection.
+pub(crate) async fn only_the_healthy_connection_left(
+    connector: &HboneConnector,
+    healthy: &ServerHandle,
+) {
+    all_closed(connector, healthy).await;
+    assert_eq!(connector.stats().pooled_connections, 1);
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    settle("no leaked tasks", || tasks() == 3).await;
+}
+
 /// A deterministic byte pattern.
 pub(crate) fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()

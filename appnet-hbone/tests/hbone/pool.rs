@@ -9,13 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
 
-async fn round_trip(t: &mut Tunnel, msg: &[u8]) {
-    t.write_all(msg).await.unwrap();
-    let mut back = vec![0u8; msg.len()];
-    t.read_exact(&mut back).await.unwrap();
-    assert_eq!(back, msg);
-}
-
 #[tokio::test]
 async fn streams_share_one_connection() {
     let d = Domain::new("cluster.local");
@@ -220,15 +213,7 @@ async fn a_failed_connection_fails_only_its_streams() {
     .await;
     drop(lost);
     drop(kept);
-    all_closed(&connector, &healthy.handle).await;
-    // Left: the healthy server's accept loop and connection task, and the
-    // client's driver of that connection.
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
-    settle("no leaked tasks", || tasks() == 3).await;
+    only_the_healthy_connection_left(&connector, &healthy.handle).await;
 }
 
 #[tokio::test]

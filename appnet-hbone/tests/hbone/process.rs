@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector, ServerConfig};
-use appnet_identity::tls::AllowedPeers;
+use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Domain, all_closed, echo_target, pattern, peer, settle, start_server};
+use crate::common::{
+    Domain, default_server, echo_target, only_the_healthy_connection_left, pattern, peer,
+    round_trip, settle,
+};
 
 /// Where the child finds the CA; set only for the child.
 const CHILD_DIR: &str = "APPNET_HBONE_TEST_CHILD_DIR";
@@ -28,13 +30,7 @@ fn child_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let d = Domain::load("cluster.local", &PathBuf::from(dir));
-        let h = start_server(
-            d.creds("server"),
-            AllowedPeers::AnyTrusted,
-            ServerConfig::default(),
-            None,
-        )
-        .await;
+        let h = default_server(&d).await;
         println!("listening {}", h.addr());
         std::future::pending::<()>().await;
     });
@@ -85,13 +81,7 @@ fn spawn_server(d: &Domain) -> (ServerProcess, SocketAddr) {
 async fn a_killed_peer_fails_only_its_streams() {
     let d = Domain::new("cluster.local");
     let (mut process, remote) = spawn_server(&d);
-    let healthy = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let healthy = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let to_remote = peer(remote, d.id("server"));
@@ -171,23 +161,12 @@ async fn a_killed_peer_fails_only_its_streams() {
     );
 
     // The other connection is untouched.
-    kept.write_all(b"still here").await.unwrap();
-    let mut back = [0u8; 10];
-    kept.read_exact(&mut back).await.unwrap();
-    assert_eq!(&back, b"still here");
+    round_trip(&mut kept, b"still here").await;
     settle("dead connection forgotten", || {
         connector.stats().pooled_connections == 1
     })
     .await;
     drop(idle);
     drop(kept);
-    all_closed(&connector, &healthy.handle).await;
-    // Left: the healthy server's accept loop and connection task, and the
-    // client's driver of that connection.
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
-    settle("no leaked tasks", || tasks() == 3).await;
+    only_the_healthy_connection_left(&connector, &healthy.handle).await;
 }
