@@ -175,8 +175,8 @@ pub use service::{
 };
 pub use shell::{
     Backoff, ClientClosed, ClientSnapshot, ClientStatus, DEFAULT_CONNECTION_WINDOW,
-    DEFAULT_DEBOUNCE, DEFAULT_GRPC_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW, ResourceHandler, XdsClient,
-    XdsClientBuilder, XdsServer, XdsServerConfig,
+    DEFAULT_DEBOUNCE, DEFAULT_GRPC_MESSAGE_SIZE, DEFAULT_STREAM_WINDOW, NoPerTypeService,
+    ResourceHandler, XdsClient, XdsClientBuilder, XdsServer, XdsServerConfig,
 };
 pub use validation::{ValidationError, Violation};
 pub use workload::{

@@ -484,3 +484,70 @@ async fn departed_clients_leave_the_status_view() {
     until(&mut rx, |s| stat_of(s, "c").as_deref() == Some("y")).await;
     serving.stop().await;
 }
+
+/// A per-type client (CDS's own service instead of ADS), both variants,
+/// against a server that serves CDS and nothing else: subscribes, validates
+/// (a poisoned cluster is NACKed and the last good version kept), and
+/// follows changes. WDS types have no per-type service.
+#[tokio::test]
+async fn per_type_clients() {
+    let server = XdsServer::new(fast_config());
+    server
+        .update(type_url::CLUSTER, [cluster("a", "a1"), cluster("b", "b1")])
+        .expect("update");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server.cds_service())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    for (variant, id) in [(Variant::Sotw, "cds-sotw"), (Variant::Delta, "cds-delta")] {
+        let client = XdsClient::builder(endpoint(addr), variant)
+            .node(node(id))
+            .per_type(type_url::CLUSTER)
+            .expect("CDS has a service")
+            .subscribe_wildcard(type_url::CLUSTER)
+            .on::<Cluster, _>(|c: &Cluster| {
+                if c.wire().alt_stat_name == "poison" {
+                    Err("poisoned".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
+            .start();
+        let mut rx = client.watch();
+        until(&mut rx, |s| {
+            stat_of(s, "a").as_deref() == Some("a1") && stat_of(s, "b").as_deref() == Some("b1")
+        })
+        .await;
+        server
+            .update(type_url::CLUSTER, [cluster("a", "poison")])
+            .expect("update");
+        until_server(&server, |st| {
+            st.iter()
+                .any(|c| c.node_id == id && c.types.iter().any(|t| t.last_nack.is_some()))
+        })
+        .await;
+        assert_eq!(
+            stat_of(&rx.borrow(), "a").as_deref(),
+            Some("a1"),
+            "last good kept"
+        );
+        server
+            .update(type_url::CLUSTER, [cluster("a", "a2")])
+            .expect("update");
+        until(&mut rx, |s| stat_of(s, "a").as_deref() == Some("a2")).await;
+        drop(client);
+        server
+            .update(type_url::CLUSTER, [cluster("a", "a1")])
+            .expect("update");
+    }
+    let refused = XdsClient::builder(endpoint(addr), Variant::Delta)
+        .per_type(type_url::ADDRESS)
+        .expect_err("WDS is ADS-only");
+    assert_eq!(refused.type_url, type_url::ADDRESS);
+    serving.abort();
+}

@@ -5,16 +5,17 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Endpoint;
 
 use super::server::DEFAULT_GRPC_MESSAGE_SIZE;
 use crate::protocol::{
-    AcceptedResource, Any, ClientConfig, ClientEvent, ClientStream, ClientTypeStatus, Node,
+    AcceptedResource, Any, ClientConfig, ClientEvent, ClientStream, ClientTypeStatus,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node,
     Request, ResourceMap, Response, StreamKind, Validator, Variant, WILDCARD,
 };
 use crate::resource::{Resource, decode_any};
@@ -185,6 +186,60 @@ impl ClientSnapshot {
 #[error("the xDS client task has stopped")]
 pub struct ClientClosed;
 
+/// The per-type xDS services (the gRPC service of each type URL that has
+/// one): state-of-the-world and delta methods.
+fn per_type_service(type_url: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    use crate::protocol::type_url as t;
+    Some(match type_url {
+        t::CLUSTER => (
+            "envoy.service.cluster.v3.ClusterDiscoveryService",
+            "StreamClusters",
+            "DeltaClusters",
+        ),
+        t::ENDPOINT => (
+            "envoy.service.endpoint.v3.EndpointDiscoveryService",
+            "StreamEndpoints",
+            "DeltaEndpoints",
+        ),
+        t::LISTENER => (
+            "envoy.service.listener.v3.ListenerDiscoveryService",
+            "StreamListeners",
+            "DeltaListeners",
+        ),
+        t::ROUTE => (
+            "envoy.service.route.v3.RouteDiscoveryService",
+            "StreamRoutes",
+            "DeltaRoutes",
+        ),
+        _ => return None,
+    })
+}
+
+/// The gRPC method a client stream opens.
+fn method_path(kind: &StreamKind, variant: Variant) -> Option<PathAndQuery> {
+    let (service, sotw, delta) = match kind {
+        StreamKind::Aggregated => (
+            "envoy.service.discovery.v3.AggregatedDiscoveryService",
+            "StreamAggregatedResources",
+            "DeltaAggregatedResources",
+        ),
+        StreamKind::Single(t) => per_type_service(t)?,
+    };
+    let method = match variant {
+        Variant::Sotw => sotw,
+        Variant::Delta => delta,
+    };
+    PathAndQuery::try_from(format!("/{service}/{method}")).ok()
+}
+
+/// [`XdsClientBuilder::per_type`] for a type without a per-type service.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no per-type xDS service carries {type_url:?} (use ADS)")]
+pub struct NoPerTypeService {
+    /// The type URL asked for.
+    pub type_url: String,
+}
+
 enum Command {
     Subscribe(String, Vec<String>),
     Unsubscribe(String, Vec<String>),
@@ -194,6 +249,7 @@ enum Command {
 pub struct XdsClientBuilder {
     endpoint: Endpoint,
     variant: Variant,
+    kind: StreamKind,
     node: Option<Node>,
     handlers: Handlers,
     subscriptions: Vec<(String, Vec<String>)>,
@@ -207,6 +263,7 @@ impl std::fmt::Debug for XdsClientBuilder {
         f.debug_struct("XdsClientBuilder")
             .field("endpoint", &self.endpoint.uri())
             .field("variant", &self.variant)
+            .field("kind", &self.kind)
             .field("handlers", &self.handlers.0.keys().collect::<Vec<_>>())
             .field("subscriptions", &self.subscriptions)
             .field("backoff", &self.backoff)
@@ -219,6 +276,24 @@ impl XdsClientBuilder {
     pub fn node(mut self, node: Node) -> Self {
         self.node = Some(node);
         self
+    }
+
+    /// Speaks a per-type service (`StreamClusters` / `DeltaClusters` for
+    /// CDS, and the EDS, LDS and RDS ones) instead of ADS: one stream for
+    /// `type_url` alone, as an Envoy bootstrap without ADS does.
+    /// Subscriptions to other types are ignored on such a client.
+    ///
+    /// # Errors
+    /// [`NoPerTypeService`] for a type no per-type service carries (Istio's
+    /// WDS types are served over ADS only).
+    pub fn per_type(mut self, type_url: &str) -> Result<Self, NoPerTypeService> {
+        if per_type_service(type_url).is_none() {
+            return Err(NoPerTypeService {
+                type_url: type_url.to_owned(),
+            });
+        }
+        self.kind = StreamKind::Single(type_url.to_owned());
+        Ok(self)
     }
 
     /// Subscribes to names of a type from the start (`*` for all).
@@ -297,10 +372,10 @@ impl XdsClientBuilder {
     /// Starts the client task on the current tokio runtime. It connects,
     /// and reconnects with backoff, until the [`XdsClient`] is dropped.
     pub fn start(self) -> XdsClient {
-        let mut core =
-            ClientStream::new(self.variant, StreamKind::Aggregated, self.node, self.config);
+        let mut core = ClientStream::new(self.variant, self.kind.clone(), self.node, self.config);
         for (type_url, names) in self.subscriptions {
-            // Aggregated streams accept every type.
+            // Aggregated streams accept every type; a per-type stream
+            // refuses others, which are documented as ignored.
             let _ = core.subscribe(&type_url, names);
         }
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -308,6 +383,7 @@ impl XdsClientBuilder {
         let task = Task {
             endpoint: self.endpoint,
             variant: self.variant,
+            kind: self.kind,
             core,
             handlers: self.handlers,
             backoff: self.backoff,
@@ -352,6 +428,7 @@ impl XdsClient {
     /// 64 KiB); [`XdsClientBuilder::windows`] sets others.
     pub fn builder(endpoint: Endpoint, variant: Variant) -> XdsClientBuilder {
         XdsClientBuilder {
+            kind: StreamKind::Aggregated,
             endpoint: endpoint
                 .initial_stream_window_size(DEFAULT_STREAM_WINDOW)
                 .initial_connection_window_size(DEFAULT_CONNECTION_WINDOW),
@@ -417,6 +494,7 @@ enum Ended {
 struct Task {
     endpoint: Endpoint,
     variant: Variant,
+    kind: StreamKind,
     core: ClientStream,
     handlers: Handlers,
     backoff: Backoff,
@@ -478,21 +556,37 @@ impl Task {
                 got_response: false,
             };
         };
-        let mut grpc = AggregatedDiscoveryServiceClient::new(channel)
+        let Some(path) = method_path(&self.kind, self.variant) else {
+            return Ended::Shutdown;
+        };
+        let mut grpc = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(self.max_message_size)
             .max_encoding_message_size(self.max_message_size);
+        if grpc.ready().await.is_err() {
+            return Ended::Disconnected {
+                got_response: false,
+            };
+        }
         let (tx, rx) = mpsc::unbounded_channel::<Request>();
         self.flush(&tx);
         let outbound = UnboundedReceiverStream::new(rx);
         let opened: Result<Inbound, tonic::Status> = match self.variant {
-            Variant::Sotw => grpc
-                .stream_aggregated_resources(outbound.filter_map(Request::into_sotw))
-                .await
-                .map(|r| Box::pin(r.into_inner().map(|m| m.map(Response::Sotw))) as Inbound),
-            Variant::Delta => grpc
-                .delta_aggregated_resources(outbound.filter_map(Request::into_delta))
-                .await
-                .map(|r| Box::pin(r.into_inner().map(|m| m.map(Response::Delta))) as Inbound),
+            Variant::Sotw => {
+                let codec =
+                    tonic_prost::ProstCodec::<DiscoveryRequest, DiscoveryResponse>::default();
+                let requests = tonic::Request::new(outbound.filter_map(Request::into_sotw));
+                grpc.streaming(requests, path, codec)
+                    .await
+                    .map(|r| Box::pin(r.into_inner().map(|m| m.map(Response::Sotw))) as Inbound)
+            }
+            Variant::Delta => {
+                let codec =
+                    tonic_prost::ProstCodec::<DeltaDiscoveryRequest, DeltaDiscoveryResponse>::default();
+                let requests = tonic::Request::new(outbound.filter_map(Request::into_delta));
+                grpc.streaming(requests, path, codec)
+                    .await
+                    .map(|r| Box::pin(r.into_inner().map(|m| m.map(Response::Delta))) as Inbound)
+            }
         };
         let Ok(mut inbound) = opened else {
             return Ended::Disconnected {

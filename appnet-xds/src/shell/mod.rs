@@ -6,7 +6,7 @@ mod server;
 
 pub use client::{
     Backoff, ClientClosed, ClientSnapshot, DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW,
-    ResourceHandler, XdsClient, XdsClientBuilder,
+    NoPerTypeService, ResourceHandler, XdsClient, XdsClientBuilder,
 };
 pub use server::{
     ClientStatus, DEFAULT_DEBOUNCE, DEFAULT_GRPC_MESSAGE_SIZE, XdsServer, XdsServerConfig,
