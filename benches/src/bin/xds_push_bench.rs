@@ -76,6 +76,25 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
+/// CPU time (user + system) a process has used so far, from
+/// `/proc/<pid>/stat` (zero where unavailable).
+fn cpu_time(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// A `/proc/self/status` field in bytes (0 where unavailable).
 fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -201,6 +220,8 @@ async fn full_push(args: &Args) -> Result<(), String> {
     };
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let rss_before = proc_status_bytes("VmRSS:");
+    let server_pid = child.id().to_string();
+    let (client_cpu0, server_cpu0) = (cpu_time("self"), cpu_time(&server_pid));
     let start = Instant::now();
     let client = client(addr)?;
     let mut rx = client.watch();
@@ -210,6 +231,8 @@ async fn full_push(args: &Args) -> Result<(), String> {
     )
     .await;
     let elapsed = start.elapsed();
+    let client_cpu = cpu_time("self").saturating_sub(client_cpu0);
+    let server_cpu = cpu_time(&server_pid).saturating_sub(server_cpu0);
     drop(child.stdin.take());
     let _ = child.wait();
     synced
@@ -226,6 +249,11 @@ async fn full_push(args: &Args) -> Result<(), String> {
         args.services,
         bytes as f64 / 1e6,
         ms(elapsed)
+    );
+    println!(
+        "full delta push CPU: server {:.0} ms, client {:.0} ms (user + system, 10 ms ticks; less disturbed by other load than the wall time)",
+        ms(server_cpu),
+        ms(client_cpu),
     );
     println!(
         "full delta push memory (client process; the server runs in a child): RSS {:.1} MB before, {:.1} MB after (+{:.1} MB), peak {:.1} MB (+{:.1} MB)",

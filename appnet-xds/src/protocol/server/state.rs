@@ -196,6 +196,27 @@ impl TypeState {
     }
 
     fn classify(&self, name: &str, store: &ResourceStore, variant: Variant) -> Change {
+        self.classify_with(name, store, variant).0
+    }
+
+    /// [`Self::classify`], with the store's resource when there is one.
+    fn classify_with<'s>(
+        &self,
+        name: &str,
+        store: &'s ResourceStore,
+        variant: Variant,
+    ) -> (Change, Option<&'s crate::protocol::StoredResource>) {
+        let found = store.get(&self.type_url, name);
+        let change = self.classify_found(name, found, variant);
+        (change, found.filter(|_| change == Change::Update))
+    }
+
+    fn classify_found(
+        &self,
+        name: &str,
+        found: Option<&crate::protocol::StoredResource>,
+        variant: Variant,
+    ) -> Change {
         let have = self.sent.get(name);
         if !self.sub.covers(name) {
             return if have.is_some() {
@@ -204,7 +225,7 @@ impl TypeState {
                 Change::Clean
             };
         }
-        match (store.get(&self.type_url, name), have) {
+        match (found, have) {
             (Some(r), Some(Some(v))) if v == r.version() => Change::Clean,
             (Some(_), _) => Change::Update,
             (None, None) => {
@@ -373,19 +394,17 @@ impl TypeState {
         };
         let base = response.encoded_len();
         let mut size = base;
-        let mut done = Vec::new();
-        let mut reclassify = Vec::new();
-        let pending = if removal_phase {
-            &self.pending_remove
+        // Names are taken out of the pending set as they go (owned, so no
+        // copies of them for the bookkeeping below), in name order.
+        let mut pending = std::mem::take(if removal_phase {
+            &mut self.pending_remove
         } else {
-            &self.pending_make
-        };
-        for name in pending {
-            let (entry, version) = match self.classify(name, store, Variant::Delta) {
-                Change::Update if !removal_phase => {
-                    let Some(r) = store.get(&self.type_url, name) else {
-                        continue;
-                    };
+            &mut self.pending_make
+        });
+        let mut done: Vec<(String, Option<String>)> = Vec::new();
+        while let Some(name) = pending.pop_first() {
+            let (entry, version) = match self.classify_with(&name, store, Variant::Delta) {
+                (Change::Update, Some(r)) if !removal_phase => {
                     let resource = DeltaResource {
                         name: name.clone(),
                         version: r.version().to_owned(),
@@ -394,11 +413,11 @@ impl TypeState {
                     };
                     (Some(resource), Some(r.version().to_owned()))
                 }
-                Change::NotFound if !removal_phase => (None, None),
-                Change::Remove if removal_phase => (None, None),
+                (Change::NotFound, _) if !removal_phase => (None, None),
+                (Change::Remove, _) if removal_phase => (None, None),
                 _ => {
                     // Settled into the wrong class: examine it again.
-                    reclassify.push(name.clone());
+                    self.dirty.insert(name);
                     continue;
                 }
             };
@@ -414,12 +433,13 @@ impl TypeState {
                     size: base + cost,
                     limit,
                 });
-                done.push((name.clone(), version));
+                done.push((name, version));
                 continue;
             }
             let carrying = !response.resources.is_empty() || !response.removed_resources.is_empty();
             if carrying && size + cost > chunk {
                 // Full: the rest goes in the next response, after the ACK.
+                pending.insert(name);
                 break;
             }
             size += cost;
@@ -427,12 +447,14 @@ impl TypeState {
                 Some(resource) => response.resources.push(resource),
                 None => response.removed_resources.push(name.clone()),
             }
-            done.push((name.clone(), version));
+            done.push((name, version));
         }
-        self.dirty.extend(reclassify);
+        *(if removal_phase {
+            &mut self.pending_remove
+        } else {
+            &mut self.pending_make
+        }) = pending;
         for (name, version) in done {
-            self.pending_make.remove(&name);
-            self.pending_remove.remove(&name);
             match version {
                 Some(v) => {
                     self.sent.insert(name, Some(v));
