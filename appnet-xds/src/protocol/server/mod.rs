@@ -494,34 +494,33 @@ impl ServerStream {
     /// phase; `None` when nothing is due or the next in order waits for its
     /// ACK (nothing overtakes it).
     fn next_due(&mut self, store: &ResourceStore) -> Option<(String, bool)> {
-        struct Due {
-            type_url: String,
-            work: Work,
-            make_rank: u32,
-            break_rank: u32,
-            busy: bool,
-        }
+        // Settle every type first, then choose by reference: one copy of the
+        // chosen type URL, none of the others (this runs on every request
+        // and push).
         let variant = self.variant;
-        let mut due: Vec<Due> = self
+        let mut due: Vec<(&TypeState, Work)> = self
             .types
             .values_mut()
             .filter(|t| t.requests > 0)
-            .map(|t| Due {
-                work: t.settle(store, variant),
-                type_url: t.type_url.clone(),
-                make_rank: t.rule.make_rank,
-                break_rank: t.rule.break_rank,
-                busy: t.outstanding.is_some(),
+            .map(|t| {
+                let work = t.settle(store, variant);
+                (&*t, work)
             })
             .collect();
-        due.sort_by(|a, b| (a.make_rank, &a.type_url).cmp(&(b.make_rank, &b.type_url)));
-        let mut pick = due.iter().find(|d| d.work.make).map(|d| (d, false));
+        due.sort_by(|(a, _), (b, _)| {
+            (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url))
+        });
+        let mut pick = due.iter().find(|(_, w)| w.make).map(|d| (d, false));
         if pick.is_none() {
-            due.sort_by(|a, b| (a.break_rank, &a.type_url).cmp(&(b.break_rank, &b.type_url)));
-            pick = due.iter().find(|d| d.work.removal).map(|d| (d, true));
+            due.sort_by(|(a, _), (b, _)| {
+                (a.rule.break_rank, &a.type_url).cmp(&(b.rule.break_rank, &b.type_url))
+            });
+            pick = due.iter().find(|(_, w)| w.removal).map(|d| (d, true));
         }
         match pick {
-            Some((d, removal)) if !d.busy => Some((d.type_url.clone(), removal)),
+            Some(((t, _), removal)) if t.outstanding.is_none() => {
+                Some((t.type_url.clone(), removal))
+            }
             _ => None,
         }
     }
