@@ -551,3 +551,48 @@ async fn per_type_clients() {
     assert_eq!(refused.type_url, type_url::ADDRESS);
     serving.abort();
 }
+
+/// A client that stops reading stalls its stream on HTTP/2 flow control
+/// (the transport then never polls the response stream); its ACK timeout
+/// still fires, and the stream leaves the status view.
+#[tokio::test]
+async fn a_stalled_client_times_out() {
+    use appnet_xds::DeltaDiscoveryRequest;
+    use appnet_xds::wire::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+    let mut config = fast_config();
+    config.stream.ack_timeout = Some(Duration::from_millis(300));
+    let server = XdsServer::new(config);
+    let big = "x".repeat(512 * 1024);
+    server
+        .update(
+            type_url::CLUSTER,
+            (0..4).map(|i| cluster(&format!("big-{i}"), &big)),
+        )
+        .expect("update");
+    let serving = Serving::start(&server, "127.0.0.1:0".parse().expect("addr")).await;
+    // 64 KiB windows (HTTP/2's initial value; hyper's client would start
+    // at 2 MiB), so the first 1 MiB step fills them; nothing is ever read.
+    let channel = Endpoint::from_shared(format!("http://{}", serving.addr))
+        .expect("endpoint")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(node("stalled")),
+        type_url: type_url::CLUSTER.to_owned(),
+        ..Default::default()
+    })
+    .expect("send");
+    let _unread = AggregatedDiscoveryServiceClient::new(channel)
+        .delta_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .expect("stream");
+    until_server(&server, |st| st.iter().any(|c| c.node_id == "stalled")).await;
+    until_server(&server, |st| st.iter().all(|c| c.node_id != "stalled")).await;
+    drop(tx);
+    serving.stop().await;
+}

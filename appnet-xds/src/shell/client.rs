@@ -20,11 +20,14 @@ use crate::protocol::{
 };
 use crate::resource::{Resource, decode_any};
 
-/// Default HTTP/2 stream receive window of an [`XdsClient`]: 4 MiB, so a
-/// server's 1 MiB delta steps flow without waiting for window updates.
+/// Default HTTP/2 stream receive window of an [`XdsClient`]: 4 MiB (hyper's
+/// client starts at 2 MiB), room for a few of a server's 1 MiB delta steps
+/// and for single resources up to that size without waiting for window
+/// updates.
 pub const DEFAULT_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 
-/// Default HTTP/2 connection receive window of an [`XdsClient`]: 8 MiB.
+/// Default HTTP/2 connection receive window of an [`XdsClient`]: 8 MiB
+/// (hyper's client starts at 5 MiB).
 pub const DEFAULT_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Judges received resources of one type for an [`XdsClient`].
@@ -422,10 +425,10 @@ impl Drop for XdsClient {
 impl XdsClient {
     /// A builder for a client of the server at `endpoint`.
     ///
-    /// The endpoint's HTTP/2 receive windows are raised to
-    /// [`DEFAULT_STREAM_WINDOW`] and [`DEFAULT_CONNECTION_WINDOW`] (h2's
-    /// 64 KiB default makes a large push wait for a window update every
-    /// 64 KiB); [`XdsClientBuilder::windows`] sets others.
+    /// The endpoint's HTTP/2 receive windows are set to
+    /// [`DEFAULT_STREAM_WINDOW`] and [`DEFAULT_CONNECTION_WINDOW`]
+    /// (replacing any set on `endpoint`); [`XdsClientBuilder::windows`] sets
+    /// others.
     pub fn builder(endpoint: Endpoint, variant: Variant) -> XdsClientBuilder {
         XdsClientBuilder {
             kind: StreamKind::Aggregated,

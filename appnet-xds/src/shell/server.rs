@@ -293,12 +293,21 @@ impl XdsServer {
             requests: 0,
             last_error: None,
             pushed: 0,
+            closed: false,
         }));
         self.shared
             .clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, state.clone());
+        if let Some(timeout) = self.shared.config.stream.ack_timeout {
+            tokio::spawn(watch_acks(
+                self.shared.clone(),
+                Arc::downgrade(&state),
+                id,
+                timeout,
+            ));
+        }
         let driver = Driver {
             changes: self.shared.generation.subscribe(),
             shared: self.shared.clone(),
@@ -323,6 +332,8 @@ struct StreamState {
     requests: u64,
     last_error: Option<String>,
     pushed: u64,
+    /// An ACK timed out: the stream ends at its next poll.
+    closed: bool,
 }
 
 impl StreamState {
@@ -378,6 +389,9 @@ impl Driver {
     async fn next(mut self) -> Option<(Response, Self)> {
         let debounce = self.shared.config.debounce;
         loop {
+            if self.state().closed {
+                return None;
+            }
             if let Some(r) = self.queue.pop_front() {
                 return Some((r, self));
             }
@@ -419,6 +433,7 @@ impl Driver {
                     let mut st = self.state();
                     if let Err(e) = st.core.handle_timeout(Instant::now()) {
                         st.last_error = Some(e.to_string());
+                        st.closed = true;
                         return None;
                     }
                 }
@@ -482,6 +497,50 @@ impl Stream for ResponseStream {
             this.driver = Some(driver);
             response
         }))
+    }
+}
+
+/// ACK deadlines of one stream, watched from a task of their own: the
+/// response stream only runs while the transport polls it, and a transport
+/// waiting for send window (a client that stopped reading) never does. On a
+/// timeout the stream leaves the status view and ends at its next poll.
+async fn watch_acks(
+    shared: Arc<Shared>,
+    state: std::sync::Weak<Mutex<StreamState>>,
+    id: u64,
+    timeout: Duration,
+) {
+    loop {
+        let deadline = {
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            if st.closed {
+                return;
+            }
+            st.core.poll_timeout()
+        };
+        match deadline {
+            Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+            // Nothing awaits an ACK: look again within the timeout.
+            None => tokio::time::sleep(timeout).await,
+        }
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = st.core.handle_timeout(Instant::now()) {
+            st.last_error = Some(e.to_string());
+            st.closed = true;
+            drop(st);
+            shared
+                .clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            return;
+        }
     }
 }
 
