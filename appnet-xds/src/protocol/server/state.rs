@@ -118,6 +118,8 @@ impl TypeState {
         };
         for name in gone {
             self.sent.remove(&name);
+            // Settled again, so it leaves any pending set it was in.
+            self.dirty.insert(name.clone());
             if let Some(v) = self.in_flight.get(&name) {
                 self.uncertain.insert(name, v.clone());
             }
