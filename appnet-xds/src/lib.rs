@@ -146,7 +146,7 @@ pub mod fuzzing;
 /// Fuzzing entry points for the protocol core. Not part of the stable API.
 #[doc(hidden)]
 pub mod fuzzing_protocol {
-    pub use crate::protocol::fuzzing::server_requests;
+    pub use crate::protocol::fuzzing::{client_responses, server_requests};
 }
 pub mod wire;
 

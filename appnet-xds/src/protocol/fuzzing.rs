@@ -270,6 +270,170 @@ pub fn server_requests(data: &[u8]) {
     }
 }
 
+/// Names fuzz payloads by their first byte and refuses those that start
+/// with `0xFF` (unnameable) or carry `0xEE` second (invalid).
+struct FuzzValidator;
+
+impl super::Validator for FuzzValidator {
+    fn resource_name(&mut self, _type_url: &str, resource: &Any) -> Result<String, String> {
+        match resource.value.first() {
+            None | Some(0xFF) => Err("no name".to_owned()),
+            Some(b) => Ok(name(*b)),
+        }
+    }
+
+    fn validate(&mut self, _type_url: &str, _name: &str, resource: &Any) -> Result<(), String> {
+        match resource.value.get(1) {
+            Some(0xEE) => Err("invalid".to_owned()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A small payload from fuzz bytes: the name byte, a validity byte, then
+/// `len` filler bytes.
+fn payload(type_url: &str, n: u8, v: u8, len: u8) -> Any {
+    let mut value = vec![n, v];
+    value.resize(2 + usize::from(len % 16), v);
+    Any {
+        type_url: type_url.to_owned(),
+        value,
+    }
+}
+
+/// Interprets `data` as operations on one client stream: subscriptions,
+/// unsubscriptions, reconnects, request polls, structured responses (right
+/// or wrong type URL, duplicate, unnameable or invalid resources, removals)
+/// and raw bytes decoded as responses. Asserts after each step that the
+/// accepted state agrees with itself (counts, each resource under its own
+/// name, the per-type status) and, at the end, that maps published earlier
+/// were not changed by anything that came after. Nothing may panic.
+pub fn client_responses(data: &[u8]) {
+    use prost::Message;
+
+    use super::{
+        ClientConfig, ClientStream, DeltaDiscoveryResponse, DeltaResource, DiscoveryResponse, Node,
+        ResourceMap,
+    };
+
+    let mut bytes = Bytes(data);
+    let header = bytes.next();
+    let variant = if header & 1 == 0 {
+        Variant::Sotw
+    } else {
+        Variant::Delta
+    };
+    let kind = if header & 2 == 0 {
+        StreamKind::Aggregated
+    } else {
+        StreamKind::Single(TYPES[0].to_owned())
+    };
+    let mut client = ClientStream::new(
+        variant,
+        kind,
+        Some(Node::default()),
+        ClientConfig::default(),
+    );
+    let now = Instant::now();
+    /// What a map held: (name, version, payload) in order.
+    type Contents = Vec<(String, String, Vec<u8>)>;
+    let mut published: Vec<(ResourceMap, Contents)> = Vec::new();
+    let contents = |m: &ResourceMap| -> Contents {
+        m.iter()
+            .map(|(n, r)| (n.to_owned(), r.version().to_owned(), r.payload().to_vec()))
+            .collect()
+    };
+    let mut steps = 0;
+    while !bytes.is_empty() && steps < 256 {
+        steps += 1;
+        let op = bytes.next();
+        let type_url = TYPES[usize::from(op >> 3) % TYPES.len()];
+        match op % 8 {
+            0 => {
+                let (mask, star) = (bytes.next(), bytes.next() & 1 == 1);
+                let _ = client.subscribe(type_url, names(mask, star));
+            }
+            1 => {
+                let (mask, star) = (bytes.next(), bytes.next() & 1 == 1);
+                let _ = client.unsubscribe(type_url, names(mask, star));
+            }
+            2 => client.reconnect(),
+            3 => while client.poll_request().is_some() {},
+            4 | 5 => {
+                let (count, flags, nonce) = (bytes.next() % 5, bytes.next(), bytes.next());
+                let url = if flags & 1 == 0 { type_url } else { TYPES[4] };
+                let mut resources = Vec::new();
+                for _ in 0..count {
+                    let (n, v, len) = (bytes.next(), bytes.next(), bytes.next());
+                    resources.push((n, payload(url, n, v, len)));
+                }
+                let response: super::Response = match variant {
+                    Variant::Sotw => DiscoveryResponse {
+                        version_info: format!("v{}", flags >> 4),
+                        resources: resources.into_iter().map(|(_, a)| a).collect(),
+                        type_url: url.to_owned(),
+                        nonce: format!("n{nonce}"),
+                        ..Default::default()
+                    }
+                    .into(),
+                    Variant::Delta => DeltaDiscoveryResponse {
+                        system_version_info: format!("v{}", flags >> 4),
+                        resources: resources
+                            .into_iter()
+                            .map(|(n, a)| DeltaResource {
+                                name: if flags & 2 != 0 {
+                                    String::new()
+                                } else {
+                                    name(n)
+                                },
+                                version: format!("{}", a.value.len()),
+                                resource: (flags & 4 == 0).then_some(a),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        removed_resources: names(bytes.next(), false),
+                        type_url: url.to_owned(),
+                        nonce: format!("n{nonce}"),
+                        ..Default::default()
+                    }
+                    .into(),
+                };
+                let _ = client.handle_response(response, now, &mut FuzzValidator);
+            }
+            6 => {
+                let len = usize::from(bytes.next());
+                let take = len.min(bytes.0.len());
+                let (raw, rest) = bytes.0.split_at(take);
+                bytes.0 = rest;
+                let response: Option<super::Response> = match variant {
+                    Variant::Sotw => DiscoveryResponse::decode(raw).ok().map(Into::into),
+                    Variant::Delta => DeltaDiscoveryResponse::decode(raw).ok().map(Into::into),
+                };
+                if let Some(r) = response {
+                    let _ = client.handle_response(r, now, &mut FuzzValidator);
+                }
+            }
+            _ => {
+                let map = client.resource_map(type_url);
+                let seen = contents(&map);
+                published.push((map, seen));
+            }
+        }
+        for status in client.status() {
+            let map = client.resource_map(&status.type_url);
+            assert_eq!(status.resources, map.len(), "status and map disagree");
+            assert_eq!(client.resources(&status.type_url).count(), map.len());
+            for (n, r) in map.iter() {
+                assert_eq!(n, r.name(), "a resource under another name");
+                assert_eq!(map.get(n), Some(r), "lookup by its own name");
+            }
+        }
+    }
+    for (map, seen) in &published {
+        assert_eq!(&contents(map), seen, "a published map changed afterwards");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
