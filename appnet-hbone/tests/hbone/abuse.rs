@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector, ServerConfig};
+use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector};
 use appnet_identity::tls::{self, AllowedPeers, CredentialsReceiver};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -143,13 +143,7 @@ async fn legit_round_trip(connector: &HboneConnector, d: &Domain, addr: std::net
 #[tokio::test]
 async fn rapid_reset_burst_is_cut_off_with_enhance_your_calm() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let mut tls = raw_client(h.addr(), d.creds("client"), d.id("server")).await;
     // 5000 CONNECTs, each cancelled right after it is sent (CVE-2023-44487).
     let mut burst = Vec::new();
@@ -209,13 +203,7 @@ async fn send_oversized(tls: &mut TlsStream<TcpStream>, pad: usize) {
 #[tokio::test]
 async fn oversized_headers_are_refused_without_calling_the_service() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
 
     // Over the 16 KiB limit: that stream is refused, the connection lives.
     let mut tls = raw_client(h.addr(), d.creds("client"), d.id("server")).await;
@@ -264,13 +252,7 @@ async fn oversized_headers_are_refused_without_calling_the_service() {
 /// while serving other connections.
 async fn flood(unit: Vec<u8>) {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let tls = raw_client(h.addr(), d.creds("client"), d.id("server")).await;
     let (mut rd, mut wr) = tokio::io::split(tls);
     let written = Arc::new(AtomicUsize::new(0));
@@ -352,22 +334,9 @@ async fn settings_flood_is_paced_not_buffered() {
 #[tokio::test]
 async fn a_client_that_never_reads_holds_bounded_buffers() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let t = connector
-        .connect(
-            &d.creds("client"),
-            &peer(h.addr(), d.id("server")),
-            ConnectRequest::new(echo_target()),
-        )
-        .await
-        .unwrap();
+    let t = connect_to(&connector, &d, h.addr(), echo_target()).await;
     let counters = t.counters();
     let (mut rd, mut wr) = tokio::io::split(t);
     let total = 24 * 1024 * 1024;

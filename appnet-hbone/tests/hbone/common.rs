@@ -251,6 +251,24 @@ pub(crate) async fn default_server(d: &Domain) -> Harness {
     .await
 }
 
+/// A tunnel from `d`'s `client` identity to the `server` identity at
+/// `addr`, for `target` (one of the test service's behaviours).
+pub(crate) async fn connect_to(
+    connector: &HboneConnector,
+    d: &Domain,
+    addr: SocketAddr,
+    target: Authority,
+) -> Tunnel {
+    connector
+        .connect(
+            &d.creds("client"),
+            &peer(addr, d.id("server")),
+            appnet_hbone::ConnectRequest::new(target),
+        )
+        .await
+        .unwrap()
+}
+
 /// Writes `msg` to an echoing tunnel and checks it comes back.
 pub(crate) async fn round_trip(t: &mut Tunnel, msg: &[u8]) {
     t.write_all(msg).await.unwrap();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector, ServerConfig};
+use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector};
 use appnet_identity::tls::{self, AllowedPeers};
 use http::{Method, Request, Response};
 use rustls::pki_types::ServerName;
@@ -86,13 +86,7 @@ async fn client_drops_a_peer_that_stops_answering_pings() {
 #[tokio::test]
 async fn server_drops_a_client_that_stops_answering_pings() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let config = tls::client_config(
         d.creds("client"),
         AllowedPeers::Exactly(d.id("server")),

@@ -12,13 +12,7 @@ use crate::common::*;
 #[tokio::test]
 async fn streams_share_one_connection() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let target = peer(h.addr(), d.id("server"));
@@ -131,14 +125,7 @@ async fn idle_connections_are_evicted_after_the_timeout() {
     config.keepalive = None;
     let idle = config.idle_timeout;
     let connector = HboneConnector::new(config).unwrap();
-    let mut t = connector
-        .connect(
-            &d.creds("client"),
-            &peer(h.addr(), d.id("server")),
-            ConnectRequest::new(echo_target()),
-        )
-        .await
-        .unwrap();
+    let mut t = connect_to(&connector, &d, h.addr(), echo_target()).await;
     round_trip(&mut t, b"x").await;
     drop(t);
     all_closed(&connector, &h.handle).await;
@@ -159,20 +146,8 @@ async fn idle_connections_are_evicted_after_the_timeout() {
 #[tokio::test]
 async fn a_failed_connection_fails_only_its_streams() {
     let d = Domain::new("cluster.local");
-    let doomed = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
-    let healthy = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let doomed = default_server(&d).await;
+    let healthy = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let mut lost = Vec::new();
@@ -219,13 +194,7 @@ async fn a_failed_connection_fails_only_its_streams() {
 #[tokio::test]
 async fn graceful_drain_lets_in_flight_streams_finish() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let target = peer(h.addr(), d.id("server"));
@@ -273,13 +242,7 @@ async fn graceful_drain_lets_in_flight_streams_finish() {
 #[tokio::test]
 async fn ten_thousand_abandoned_streams_leave_nothing_behind() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let target = peer(h.addr(), d.id("server"));

@@ -45,13 +45,7 @@ async fn status_of(send: &mut h2::client::SendRequest<Bytes>, req: Request<()>) 
 #[tokio::test]
 async fn non_connect_is_405_and_bad_authority_is_400() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let mut send = raw_h2(h.addr(), d.creds("client"), d.id("server")).await;
 
     let get = Request::builder()
@@ -88,13 +82,7 @@ async fn non_connect_is_405_and_bad_authority_is_400() {
 #[tokio::test]
 async fn denied_and_upstream_failure_are_typed_errors() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let target = peer(h.addr(), d.id("server"));
@@ -239,13 +227,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
 #[tokio::test]
 async fn tls_without_client_certificate_is_refused() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -275,13 +257,7 @@ async fn tls_without_client_certificate_is_refused() {
 #[tokio::test]
 async fn plain_http1_to_the_port_is_refused() {
     let d = Domain::new("cluster.local");
-    let h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let h = default_server(&d).await;
     let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -297,14 +273,7 @@ async fn plain_http1_to_the_port_is_refused() {
 
     // And the server is still serving.
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let mut t = connector
-        .connect(
-            &d.creds("client"),
-            &peer(h.addr(), d.id("server")),
-            ConnectRequest::new(echo_target()),
-        )
-        .await
-        .unwrap();
+    let mut t = connect_to(&connector, &d, h.addr(), echo_target()).await;
     t.write_all(b"ok").await.unwrap();
     t.shutdown().await.unwrap();
     let mut back = Vec::new();

@@ -71,14 +71,7 @@ async fn writes_of_mixed_sizes_across_flushes_arrive_in_order() {
     )
     .await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let tunnel = connector
-        .connect(
-            &d.creds("client"),
-            &peer(h.addr(), d.id("server")),
-            ConnectRequest::new(echo_target()),
-        )
-        .await
-        .unwrap();
+    let tunnel = connect_to(&connector, &d, h.addr(), echo_target()).await;
     let data = pattern(3_000_000);
     let (mut rd, mut wr) = tokio::io::split(tunnel);
     let to_send = data.clone();
@@ -159,22 +152,9 @@ async fn request_headers_reach_the_server_and_response_baggage_the_client() {
 #[tokio::test]
 async fn half_close_client_first() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let mut client = connector
-        .connect(
-            &d.creds("client"),
-            &peer(h.addr(), d.id("server")),
-            ConnectRequest::new(handoff_target()),
-        )
-        .await
-        .unwrap();
+    let mut client = connect_to(&connector, &d, h.addr(), handoff_target()).await;
     let mut server = h.tunnels.recv().await.unwrap();
     assert_eq!(server.peer_identity(), &d.id("client"));
     assert_eq!(server.side(), Reporter::Destination);
@@ -202,22 +182,9 @@ async fn half_close_client_first() {
 #[tokio::test]
 async fn half_close_server_first() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let mut client = connector
-        .connect(
-            &d.creds("client"),
-            &peer(h.addr(), d.id("server")),
-            ConnectRequest::new(handoff_target()),
-        )
-        .await
-        .unwrap();
+    let mut client = connect_to(&connector, &d, h.addr(), handoff_target()).await;
     let mut server = h.tunnels.recv().await.unwrap();
     server.write_all(b"banner").await.unwrap();
     server.shutdown().await.unwrap();
@@ -236,13 +203,7 @@ async fn half_close_server_first() {
 #[tokio::test]
 async fn peer_reset_mid_stream_fails_only_that_stream() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let client_creds = d.creds("client");
     let target = peer(h.addr(), d.id("server"));
@@ -300,13 +261,7 @@ async fn peer_reset_mid_stream_fails_only_that_stream() {
 #[tokio::test]
 async fn forwards_to_upstream_with_exact_proxy_v2_header() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_addr = app.local_addr().unwrap();
     let source = "10.9.8.7:34567".parse().unwrap();
@@ -353,13 +308,7 @@ async fn forwards_to_upstream_with_exact_proxy_v2_header() {
 #[tokio::test]
 async fn slow_stream_does_not_stall_others_on_the_connection() {
     let d = Domain::new("cluster.local");
-    let mut h = start_server(
-        d.creds("server"),
-        AllowedPeers::AnyTrusted,
-        ServerConfig::default(),
-        None,
-    )
-    .await;
+    let mut h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
     let creds = d.creds("client");
     let target = peer(h.addr(), d.id("server"));
