@@ -26,8 +26,8 @@ mod subscription;
 mod types;
 
 pub use client::{
-    AcceptedResource, ClientConfig, ClientEvent, ClientStream, ClientTypeStatus, Rejection,
-    ResourceMap, Validator,
+    AcceptedResource, ClientConfig, ClientEvent, ClientStream, ClientTypeStatus, NameList,
+    Rejection, ResourceMap, Validator,
 };
 pub use error::ProtocolError;
 pub use message::{Request, Response, Variant};
