@@ -337,6 +337,16 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// Checks the ACK deadlines; on a timeout records it and closes the
+    /// stream. Returns whether the stream is closed.
+    fn check_acks(&mut self, now: Instant) -> bool {
+        if let Err(e) = self.core.handle_timeout(now) {
+            self.last_error = Some(e.to_string());
+            self.closed = true;
+        }
+        self.closed
+    }
+
     fn status(&self) -> Option<ClientStatus> {
         if self.requests == 0 {
             return None;
@@ -430,10 +440,7 @@ impl Driver {
                     self.fill();
                 }
                 () = sleep_until(ack_deadline) => {
-                    let mut st = self.state();
-                    if let Err(e) = st.core.handle_timeout(Instant::now()) {
-                        st.last_error = Some(e.to_string());
-                        st.closed = true;
+                    if self.state().check_acks(Instant::now()) {
                         return None;
                     }
                 }
@@ -529,11 +536,11 @@ async fn watch_acks(
         let Some(state) = state.upgrade() else {
             return;
         };
-        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = st.core.handle_timeout(Instant::now()) {
-            st.last_error = Some(e.to_string());
-            st.closed = true;
-            drop(st);
+        let closed = state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check_acks(Instant::now());
+        if closed {
             shared
                 .clients
                 .lock()
