@@ -9,6 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{Pki, TempDir};
+use crate::envoy_yaml::{TlsFiles, free_port, originate_config, terminate_config};
+
+/// The files `Pki::write_identity` wrote, as Envoy's TLS config names them.
+fn tls_files(files: &[PathBuf; 3]) -> TlsFiles<'_> {
+    let [chain, key, ca] = files;
+    TlsFiles { chain, key, ca }
+}
 
 /// Both Envoys, killed on drop.
 pub(crate) struct EnvoyPair {
@@ -40,135 +47,6 @@ pub(crate) fn binary() -> Option<PathBuf> {
     std::env::split_paths(&paths)
         .map(|p| p.join("envoy"))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// TLS 1.3, ALPN h2, our SVID, the peer's URI SAN checked against
-/// `peer_prefix`; YAML indented by `indent`.
-fn tls_context(files: &[PathBuf; 3], peer_prefix: &str, indent: usize) -> String {
-    let [chain, key, ca] = files;
-    let text = format!(
-        r#"
-common_tls_context:
-  tls_params:
-    tls_minimum_protocol_version: TLSv1_3
-    tls_maximum_protocol_version: TLSv1_3
-  alpn_protocols: ["h2"]
-  tls_certificates:
-  - certificate_chain: {{ filename: "{chain}" }}
-    private_key: {{ filename: "{key}" }}
-  validation_context:
-    trusted_ca: {{ filename: "{ca}" }}
-    match_typed_subject_alt_names:
-    - san_type: URI
-      matcher: {{ prefix: "{peer_prefix}" }}"#,
-        chain = chain.display(),
-        key = key.display(),
-        ca = ca.display(),
-    );
-    text.lines()
-        .map(|l| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{}{l}", " ".repeat(indent))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn terminate_config(files: &[PathBuf; 3], listen: u16, sink: SocketAddr) -> String {
-    let tls = tls_context(files, "spiffe://cluster.local/", 10);
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: hbone
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true{tls}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: hbone
-          codec_type: HTTP2
-          http2_protocol_options: {{ allow_connect: true }}
-          upgrade_configs: [{{ upgrade_type: CONNECT }}]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ connect_matcher: {{}} }}
-                route:
-                  cluster: sink
-                  upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {{}} }}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: sink
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: sink
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {sink_port} }} }} }}
-"#,
-        sink_port = sink.port(),
-    )
-}
-
-fn originate_config(files: &[PathBuf; 3], listen: u16, hbone: u16, server_id: &str) -> String {
-    let tls = tls_context(files, server_id, 8);
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: capture
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: out
-          cluster: hbone
-          tunneling_config:
-            hostname: "sink.bench:9"
-  clusters:
-  - name: hbone
-    type: STATIC
-    connect_timeout: 2s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext{tls}
-    load_assignment:
-      cluster_name: hbone
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {hbone} }} }} }}
-"#,
-    )
 }
 
 fn spawn(bin: &Path, dir: &Path, tag: &str, config: &str, listen: u16) -> Child {
@@ -219,7 +97,7 @@ pub(crate) fn start(pki: &Pki, sink: SocketAddr) -> Option<EnvoyPair> {
         &bin,
         &dir.0,
         "terminate",
-        &terminate_config(&server_files, hbone, sink),
+        &terminate_config(&tls_files(&server_files), hbone, sink.port()),
         hbone,
     );
     let mut pair = EnvoyPair {
@@ -231,7 +109,14 @@ pub(crate) fn start(pki: &Pki, sink: SocketAddr) -> Option<EnvoyPair> {
         &bin,
         &pair._dir.0,
         "originate",
-        &originate_config(&client_files, entry, hbone, &pki.id("server").to_string()),
+        &originate_config(
+            &tls_files(&client_files),
+            entry,
+            hbone,
+            &pki.id("server").to_string(),
+            "sink.bench:9",
+            &[],
+        ),
         entry,
     );
     pair.children.push(originate);

@@ -23,6 +23,8 @@
 mod bulk;
 mod common;
 mod envoy;
+#[path = "../../tests/support/envoy_yaml.rs"]
+mod envoy_yaml;
 mod hol;
 mod latency;
 mod memory;

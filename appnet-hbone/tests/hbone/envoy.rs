@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
 use crate::common::*;
+use crate::envoy_yaml::{TlsFiles, free_port, originate_config, terminate_config};
 
 /// A running Envoy, killed on drop, with its files in a temp dir.
 struct Envoy {
@@ -69,50 +70,6 @@ fn write_identity(d: &Domain, sa: &str, dir: &Path) -> (PathBuf, PathBuf, PathBu
     std::fs::write(&key, pem::encode(&pem::Pem::new(tag, der))).unwrap();
     std::fs::write(&ca, d.root_pem()).unwrap();
     (chain, key, ca)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// TLS 1.3, ALPN h2, our SVID, the peer verified against the root and its
-/// URI SAN against `peer_prefix`; YAML lines indented by `indent` spaces.
-fn tls_context(chain: &Path, key: &Path, ca: &Path, peer_prefix: &str, indent: usize) -> String {
-    let text = format!(
-        r#"
-          common_tls_context:
-            tls_params:
-              tls_minimum_protocol_version: TLSv1_3
-              tls_maximum_protocol_version: TLSv1_3
-            alpn_protocols: ["h2"]
-            tls_certificates:
-            - certificate_chain: {{ filename: "{chain}" }}
-              private_key: {{ filename: "{key}" }}
-            validation_context:
-              trusted_ca: {{ filename: "{ca}" }}
-              match_typed_subject_alt_names:
-              - san_type: URI
-                matcher: {{ prefix: "{peer_prefix}" }}"#,
-        chain = chain.display(),
-        key = key.display(),
-        ca = ca.display(),
-    );
-    // The template is written at 10 spaces.
-    text.lines()
-        .map(|l| {
-            let trimmed = l.strip_prefix("          ").unwrap_or(l);
-            if trimmed.is_empty() {
-                String::new()
-            } else {
-                format!("{}{trimmed}", " ".repeat(indent))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn start_envoy(tag: &str, config: String, dir: PathBuf, listen: SocketAddr) -> Envoy {
@@ -169,52 +126,12 @@ async fn our_client_through_envoy_as_hbone_server() {
     let dir = temp_dir("server");
     let (chain, key, ca) = write_identity(&d, "envoy", &dir);
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let tls = tls_context(&chain, &key, &ca, "spiffe://cluster.local/", 10);
-    let config = format!(
-        r#"
-static_resources:
-  listeners:
-  - name: hbone
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true{tls}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: hbone
-          codec_type: HTTP2
-          http2_protocol_options: {{ allow_connect: true }}
-          upgrade_configs: [{{ upgrade_type: CONNECT }}]
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ connect_matcher: {{}} }}
-                route:
-                  cluster: echo
-                  upgrade_configs: [{{ upgrade_type: CONNECT, connect_config: {{}} }}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: echo
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: echo
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {echo_port} }} }} }}
-"#,
-        port = listen.port(),
-        echo_port = echo_addr.port(),
-    );
+    let files = TlsFiles {
+        chain: &chain,
+        key: &key,
+        ca: &ca,
+    };
+    let config = terminate_config(&files, listen.port(), echo_addr.port());
     let _envoy = start_envoy("server", config, dir, listen).await;
 
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
@@ -263,45 +180,21 @@ async fn envoy_as_hbone_client_reaches_our_server() {
     let dir = temp_dir("client");
     let (chain, key, ca) = write_identity(&d, "envoy", &dir);
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let tls = tls_context(&chain, &key, &ca, &d.id("server").to_string(), 8);
-    let config = format!(
-        r#"
-static_resources:
-  listeners:
-  - name: capture
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: out
-          cluster: hbone
-          tunneling_config:
-            hostname: "echo.test:80"
-            headers_to_add:
-            - header: {{ key: baggage, value: "k8s.namespace.name=envoy-ns,service.name=envoy" }}
-            - header: {{ key: forwarded, value: "for=\"%DOWNSTREAM_REMOTE_ADDRESS%\"" }}
-  clusters:
-  - name: hbone
-    type: STATIC
-    connect_timeout: 2s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext{tls}
-    load_assignment:
-      cluster_name: hbone
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {hbone_port} }} }} }}
-"#,
-        port = listen.port(),
-        hbone_port = h.addr().port(),
+    let files = TlsFiles {
+        chain: &chain,
+        key: &key,
+        ca: &ca,
+    };
+    let config = originate_config(
+        &files,
+        listen.port(),
+        h.addr().port(),
+        &d.id("server").to_string(),
+        "echo.test:80",
+        &[
+            r#"{ header: { key: baggage, value: "k8s.namespace.name=envoy-ns,service.name=envoy" } }"#,
+            r#"{ header: { key: forwarded, value: "for=\"%DOWNSTREAM_REMOTE_ADDRESS%\"" } }"#,
+        ],
     );
     let _envoy = start_envoy("client", config, dir, listen).await;
 

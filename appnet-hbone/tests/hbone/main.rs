@@ -6,6 +6,8 @@ mod abuse;
 mod common;
 mod double;
 mod envoy;
+#[path = "../support/envoy_yaml.rs"]
+mod envoy_yaml;
 mod keepalive;
 mod pool;
 mod process;
