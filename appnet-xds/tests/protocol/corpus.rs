@@ -4,16 +4,33 @@
 
 use std::path::PathBuf;
 
-#[test]
-fn xds_server_requests_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/xds_server_requests");
+/// Runs every seed of `fuzz/corpus/<target>` through `entry`.
+fn replay(target: &str, entry: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
-        appnet_xds::fuzzing_protocol::server_requests(&data);
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        entry(&std::fs::read(e.unwrap().path()).unwrap());
         count += 1;
     }
-    assert!(count > 0, "the seed corpus is empty");
+    assert!(count > 0, "the {target} seed corpus is empty");
+}
+
+#[test]
+fn xds_server_requests_corpus() {
+    replay(
+        "xds_server_requests",
+        appnet_xds::fuzzing_protocol::server_requests,
+    );
+}
+
+#[test]
+fn xds_client_responses_corpus() {
+    replay(
+        "xds_client_responses",
+        appnet_xds::fuzzing_protocol::client_responses,
+    );
 }
 
 proptest::proptest! {
@@ -23,18 +40,6 @@ proptest::proptest! {
     fn xds_server_requests_random_inputs(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
         appnet_xds::fuzzing_protocol::server_requests(&data);
     }
-}
-
-#[test]
-fn xds_client_responses_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/xds_client_responses");
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
-        appnet_xds::fuzzing_protocol::client_responses(&data);
-        count += 1;
-    }
-    assert!(count > 0, "the seed corpus is empty");
 }
 
 proptest::proptest! {
