@@ -57,13 +57,11 @@ fn whole(reason: String) -> Vec<Rejection> {
 
 /// Accepts one validated resource; returns whether it changed anything.
 fn accept(t: &mut ClientType, name: &str, version: &str, resource: &Any) -> bool {
-    let unchanged = t
+    // One walk down the tree: the insert hands back what it replaced.
+    let replaced = t
         .resources
-        .get(name)
-        .is_some_and(|old| old.payload() == resource.value.as_slice());
-    t.resources
         .insert(AcceptedResource::new(name, version, &resource.value));
-    !unchanged
+    replaced.is_none_or(|old| old.payload() != resource.value.as_slice())
 }
 
 /// A state-of-the-world response: resources are named by the validator;

@@ -357,10 +357,12 @@ impl ServerStream {
     }
 
     fn type_state(&mut self, type_url: &str) -> &mut TypeState {
-        let rule = self.config.types.rule(type_url);
+        // Every request (each ACK) comes here: the type's rule is looked up
+        // only for its first.
+        let rules = &self.config.types;
         self.types
             .entry(type_url.to_owned())
-            .or_insert_with(|| TypeState::new(type_url.to_owned(), rule))
+            .or_insert_with(|| TypeState::new(type_url.to_owned(), rules.rule(type_url)))
     }
 
     fn handle_sotw(
