@@ -158,11 +158,12 @@ pub use authorization::{
 pub use envoy::{Cluster, ClusterLoadAssignment, Listener, RouteConfiguration, Secret};
 pub use protocol::{
     AcceptedResource, AckState, Acked, Any, ClientConfig, ClientEvent, ClientStream,
-    ClientTypeStatus, DEFAULT_DELTA_CHUNK_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DeltaDiscoveryRequest,
-    DeltaDiscoveryResponse, DeltaResource, DiscoveryRequest, DiscoveryResponse, Nack, NameList,
-    Node, Outstanding, ProtocolError, Rejection, Request, RequestOutcome, ResourceMap,
-    ResourceStore, Response, ServerConfig, ServerStream, Status, StoredResource, StreamKind,
-    SubscriptionChange, TypeRule, TypeStatus, TypeTable, Validator, Variant, WILDCARD, type_url,
+    ClientTypeStatus, DEFAULT_DELTA_CHUNK_SIZE, DEFAULT_DELTA_STEPS_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_SIZE, DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaResource,
+    DiscoveryRequest, DiscoveryResponse, Nack, NameList, Node, Outstanding, ProtocolError,
+    Rejection, Request, RequestOutcome, ResourceMap, ResourceStore, Response, ServerConfig,
+    ServerStream, Status, StoredResource, StreamKind, SubscriptionChange, TypeRule, TypeStatus,
+    TypeTable, Validator, Variant, WILDCARD, type_url,
 };
 
 pub use resource::{

@@ -55,8 +55,11 @@ struct Harness {
     stream: ServerStream,
     /// Every nonce this stream produced.
     nonces: BTreeSet<String>,
-    /// Per type: the nonce of the response not yet answered.
-    open: BTreeMap<String, String>,
+    /// Per type: the nonces of the responses not yet answered, oldest
+    /// first.
+    open: BTreeMap<String, Vec<String>>,
+    /// How many may be un-answered per type.
+    allowed: usize,
     /// Per type: the latest nonce received.
     latest: BTreeMap<String, String>,
     /// Per type: an older nonce, to replay as stale.
@@ -66,9 +69,13 @@ struct Harness {
 impl Harness {
     fn new(variant: Variant, config: ServerConfig, id: u64) -> Self {
         Self {
-            stream: ServerStream::new(variant, StreamKind::Aggregated, config, id),
+            stream: ServerStream::new(variant, StreamKind::Aggregated, config.clone(), id),
             nonces: BTreeSet::new(),
             open: BTreeMap::new(),
+            allowed: match variant {
+                Variant::Sotw => 1,
+                Variant::Delta => config.delta_steps_in_flight.max(1),
+            },
             latest: BTreeMap::new(),
             older: BTreeMap::new(),
         }
@@ -80,9 +87,10 @@ impl Harness {
             self.nonces.insert(response.nonce().to_owned()),
             "nonces are never reused"
         );
+        let open = self.open.get(&type_url).map_or(0, Vec::len);
         assert!(
-            !self.open.contains_key(&type_url),
-            "at most one un-answered response per type"
+            open < self.allowed,
+            "at most one un-answered response per type (delta: steps in flight)"
         );
         assert!(
             response.encoded_len() <= limit,
@@ -115,7 +123,10 @@ impl Harness {
         {
             self.older.insert(type_url.clone(), prev);
         }
-        self.open.insert(type_url, response.nonce().to_owned());
+        self.open
+            .entry(type_url)
+            .or_default()
+            .push(response.nonce().to_owned());
     }
 
     fn nonce(&self, type_url: &str, choice: u8) -> String {
@@ -128,21 +139,25 @@ impl Harness {
     }
 
     fn after_request(&mut self, type_url: &str, nonce: &str, ack: &AckState) {
-        let answered_open = self.open.get(type_url).is_some_and(|n| n == nonce);
+        let open = self.open.entry(type_url.to_owned()).or_default();
+        let answered = open.iter().position(|n| n == nonce);
         let resolved = matches!(ack, AckState::Acked(_) | AckState::Nacked(_));
         assert_eq!(
-            answered_open, resolved,
-            "ACK/NACK iff the open nonce is answered"
+            answered.is_some(),
+            resolved,
+            "ACK/NACK iff an open nonce is answered"
         );
-        if resolved {
-            self.open.remove(type_url);
+        // It answers the ones before it too.
+        if let Some(at) = answered {
+            open.drain(..=at);
         }
     }
 }
 
 /// Interprets `data` as operations on a store and one server stream at a
 /// time, asserting: nonces are unique; at most one response per type awaits
-/// an answer; an answer resolves exactly the open response; responses
+/// an answer (in delta, up to the steps allowed in flight); an answer
+/// resolves exactly an open response and those before it; responses
 /// respect the size limit and never name a resource twice; nothing panics.
 pub fn server_requests(data: &[u8]) {
     let mut bytes = Bytes(data);
@@ -156,6 +171,7 @@ pub fn server_requests(data: &[u8]) {
     let config = ServerConfig {
         max_message_size: limit,
         require_node: header & 2 != 0,
+        delta_steps_in_flight: usize::from(1 + (header >> 2) % 4),
         ack_timeout: Some(Duration::from_secs(5)),
         ..ServerConfig::default()
     };
@@ -247,8 +263,8 @@ pub fn server_requests(data: &[u8]) {
                     }
                 }
                 for status in h.stream.status() {
-                    let open = h.open.get(&status.type_url);
-                    assert_eq!(status.outstanding.map(|o| o.nonce).as_ref(), open);
+                    let oldest = h.open.get(&status.type_url).and_then(|o| o.first());
+                    assert_eq!(status.outstanding.map(|o| o.nonce).as_ref(), oldest);
                 }
             }
             6 => {

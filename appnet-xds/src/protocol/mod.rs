@@ -32,8 +32,9 @@ pub use client::{
 pub use error::ProtocolError;
 pub use message::{Request, Response, Variant};
 pub use server::{
-    AckState, Acked, DEFAULT_DELTA_CHUNK_SIZE, DEFAULT_MAX_MESSAGE_SIZE, Nack, Outstanding,
-    RequestOutcome, ServerConfig, ServerStream, StreamKind, SubscriptionChange, TypeStatus,
+    AckState, Acked, DEFAULT_DELTA_CHUNK_SIZE, DEFAULT_DELTA_STEPS_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_SIZE, Nack, Outstanding, RequestOutcome, ServerConfig, ServerStream,
+    StreamKind, SubscriptionChange, TypeStatus,
 };
 pub use store::{ResourceStore, StoredResource};
 pub use types::{TypeRule, TypeTable, type_url};

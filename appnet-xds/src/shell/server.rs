@@ -1,6 +1,6 @@
 //! The tonic server shell: a shared store, one task per stream.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -315,7 +315,8 @@ impl XdsServer {
             id,
             inbound: Box::pin(inbound),
             push_at: None,
-            queue: VecDeque::new(),
+            ready: None,
+            more: false,
         };
         ResponseStream {
             driver: Some(driver),
@@ -375,8 +376,10 @@ struct Driver {
     inbound: Inbound,
     changes: watch::Receiver<u64>,
     push_at: Option<tokio::time::Instant>,
-    /// Responses computed and not yet handed out.
-    queue: VecDeque<Response>,
+    /// A response computed and not yet handed out.
+    ready: Option<Response>,
+    /// The core may have another response due: ask it before waiting.
+    more: bool,
 }
 
 impl Drop for Driver {
@@ -402,8 +405,12 @@ impl Driver {
             if self.state().closed {
                 return None;
             }
-            if let Some(r) = self.queue.pop_front() {
+            if let Some(r) = self.ready.take() {
                 return Some((r, self));
+            }
+            if self.more {
+                self.fill();
+                continue;
             }
             let ack_deadline = self
                 .state()
@@ -448,7 +455,9 @@ impl Driver {
         }
     }
 
-    /// Computes every response due now into the queue.
+    /// Asks the core for the next response due now. One at a time: each goes
+    /// to the transport before the next is built, so a delta push in steps
+    /// is built while the client applies the step before.
     fn fill(&mut self) {
         let store = self
             .shared
@@ -456,18 +465,21 @@ impl Driver {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            match st.core.poll_response(&store, Instant::now()) {
-                Ok(Some(resp)) => {
-                    let carried = match &resp {
-                        Response::Sotw(r) => r.resources.len(),
-                        Response::Delta(r) => r.resources.len(),
-                    };
-                    st.pushed += carried as u64;
-                    self.queue.push_back(resp);
-                }
-                Ok(None) => return,
-                Err(e) => st.last_error = Some(e.to_string()),
+        match st.core.poll_response(&store, Instant::now()) {
+            Ok(Some(resp)) => {
+                let carried = match &resp {
+                    Response::Sotw(r) => r.resources.len(),
+                    Response::Delta(r) => r.resources.len(),
+                };
+                st.pushed += carried as u64;
+                self.ready = Some(resp);
+                self.more = true;
+            }
+            Ok(None) => self.more = false,
+            // Reported once; the core may go on.
+            Err(e) => {
+                st.last_error = Some(e.to_string());
+                self.more = true;
             }
         }
     }

@@ -308,3 +308,84 @@ fn large_updates_are_split_to_fit_the_size_limit() {
     assert_eq!(got.len(), 10, "every resource that fits arrives: {got:?}");
     assert_eq!(too_large, [Some("huge".to_owned())]);
 }
+
+#[test]
+fn steps_of_a_large_push_overlap_up_to_the_limit() {
+    let mut p = Pair::new();
+    for i in 0..6 {
+        p.insert(EDS, &format!("r{i}"), &"x".repeat(100));
+    }
+    let now = Instant::now();
+    // One resource per step, two steps in flight.
+    let mut config = ServerConfig::default();
+    config.delta_chunk_size = 1;
+    config.delta_steps_in_flight = 2;
+    let mut s = ServerStream::new(Variant::Delta, StreamKind::Aggregated, config.clone(), 3);
+    s.handle_request(request(EDS, &["*"], &[], ""), now)
+        .unwrap();
+    let r1 = poll(&mut s, &p, now).unwrap();
+    let r2 = poll(&mut s, &p, now).unwrap();
+    assert_eq!((updated(&r1), updated(&r2)), (vec!["r0"], vec!["r1"]));
+    assert_eq!(poll(&mut s, &p, now), None, "two steps in flight at most");
+    let oldest = s.type_status(EDS).unwrap().outstanding.unwrap();
+    assert_eq!(oldest.nonce, r1.nonce);
+    // The older step's ACK is an ACK, not a stale nonce, and makes room
+    // for one more step.
+    let out = s
+        .handle_request(request(EDS, &[], &[], &r1.nonce), now)
+        .unwrap();
+    assert!(matches!(out.ack, AckState::Acked(ref a) if a.nonce == r1.nonce));
+    let r3 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(updated(&r3), ["r2"]);
+    assert_eq!(poll(&mut s, &p, now), None);
+    // Answering the newest step answers the one before it too.
+    s.handle_request(request(EDS, &[], &[], &r3.nonce), now)
+        .unwrap();
+    assert_eq!(s.type_status(EDS).unwrap().outstanding, None);
+    let r4 = poll(&mut s, &p, now).unwrap();
+    let r5 = poll(&mut s, &p, now).unwrap();
+    assert_eq!((updated(&r4), updated(&r5)), (vec!["r3"], vec!["r4"]));
+    s.handle_request(request(EDS, &[], &[], &r4.nonce), now)
+        .unwrap();
+    let r6 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(updated(&r6), ["r5"], "the push's last step");
+    // The push is out; a new change waits for every step's ACK, as any
+    // change does: only the steps of one push overlap.
+    p.insert(EDS, "r0", "changed");
+    assert_eq!(poll(&mut s, &p, now), None, "not a step of the push");
+    s.handle_request(request(EDS, &[], &[], &r6.nonce), now)
+        .unwrap();
+    assert_eq!(updated(&poll(&mut s, &p, now).unwrap()), ["r0"]);
+
+    // With one step in flight the server waits for every ACK.
+    config.delta_steps_in_flight = 1;
+    let mut s = ServerStream::new(Variant::Delta, StreamKind::Aggregated, config, 4);
+    s.handle_request(request(EDS, &["*"], &[], ""), now)
+        .unwrap();
+    assert!(poll(&mut s, &p, now).is_some());
+    assert_eq!(poll(&mut s, &p, now), None);
+}
+
+#[test]
+fn a_name_resubscribed_while_in_flight_and_deleted_meanwhile_is_removed() {
+    let mut p = seeded();
+    let now = Instant::now();
+    let mut s = stream();
+    s.handle_request(request(EDS, &["*"], &[], ""), now)
+        .unwrap();
+    let r1 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(updated(&r1), ["a", "b", "c"]);
+    p.remove(EDS, "a");
+    // Before r1 arrives, the client names "a" explicitly and then drops it
+    // again (the wildcard still covers it); then it takes r1, "a" included.
+    s.handle_request(request(EDS, &["a"], &[], ""), now)
+        .unwrap();
+    s.handle_request(request(EDS, &[], &["a"], ""), now)
+        .unwrap();
+    s.handle_request(request(EDS, &[], &[], &r1.nonce), now)
+        .unwrap();
+    // So the server must take it back.
+    let r2 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(r2.removed_resources, ["a"]);
+    assert!(r2.resources.is_empty());
+}

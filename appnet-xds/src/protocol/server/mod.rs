@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// Default [`ServerConfig::delta_chunk_size`]: 1 MiB.
 pub const DEFAULT_DELTA_CHUNK_SIZE: usize = 1024 * 1024;
 
+/// Default [`ServerConfig::delta_steps_in_flight`]: 2.
+pub const DEFAULT_DELTA_STEPS_IN_FLIGHT: usize = 2;
+
 /// Settings for server streams.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -31,12 +34,18 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Target size of one delta response: resources are packed up to this
     /// many encoded bytes (a single larger resource still goes alone, up to
-    /// `max_message_size`), and the rest follows after the ACK. Small
+    /// `max_message_size`), and the rest follows in further steps. Small
     /// responses bound the client's transient memory while it applies a
     /// large initial state (a 33 MB push arrives as ~1 MiB steps, never as
-    /// one 33 MB message decoded in one piece) at the cost of one round
-    /// trip per step.
+    /// one 33 MB message decoded in one piece).
     pub delta_chunk_size: usize,
+    /// How many steps of one delta push may be un-acknowledged at once
+    /// (at least 1). With 1 the server waits for each step's ACK before
+    /// building the next, and server and client take turns; with 2 it
+    /// builds the next step while the client applies the last. Only the
+    /// steps of a push that did not fit one response overlap: any other
+    /// change still waits for the type's ACKs and goes out coalesced.
+    pub delta_steps_in_flight: usize,
     /// Per-type rules: full-state types and ADS ordering.
     pub types: TypeTable,
     /// Refuse a stream whose first request carries no node.
@@ -51,6 +60,7 @@ impl Default for ServerConfig {
         Self {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             delta_chunk_size: DEFAULT_DELTA_CHUNK_SIZE,
+            delta_steps_in_flight: DEFAULT_DELTA_STEPS_IN_FLIGHT,
             types: TypeTable::default(),
             require_node: false,
             ack_timeout: None,
@@ -172,7 +182,7 @@ pub struct TypeStatus {
     pub acked: Option<Acked>,
     /// The last rejected response.
     pub last_nack: Option<Nack>,
-    /// The response waiting for an ACK or NACK.
+    /// The oldest response waiting for an ACK or NACK.
     pub outstanding: Option<Outstanding>,
     /// Responses sent for this type.
     pub responses: u64,
@@ -190,7 +200,10 @@ pub struct TypeStatus {
 ///
 /// Per type, at most one response is outstanding: further changes wait for
 /// its ACK or NACK and are then sent coalesced, so a client that never
-/// answers costs one pending response, not a queue. A rejected (NACKed)
+/// answers costs one pending response, not a queue. The exception is a
+/// delta push too large for one response: up to
+/// [`ServerConfig::delta_steps_in_flight`] of its steps may be
+/// un-acknowledged at once, each ACK answering its own. A rejected (NACKed)
 /// content is never re-sent; the next change is. Across types (ADS), updates
 /// go out make-before-break: in [`TypeTable`] order (CDS → EDS → LDS → RDS by
 /// default), and removals only after every pending update, referrers first.
@@ -212,9 +225,10 @@ pub struct TypeStatus {
 /// - The first request of each type is always answered, even with an empty
 ///   response (Envoy waits for it). Names a request newly subscribes are
 ///   (re)sent, even ones the client was sent before.
-/// - Nonces: a request naming a nonce other than the latest one is stale. In
-///   state of the world it is ignored whole; in delta only its ACK/NACK is.
-///   Before any response of a type was sent, any nonce is accepted.
+/// - Nonces: a request naming a nonce other than the latest one (or, in
+///   delta, than one of the steps still in flight) is stale. In state of
+///   the world it is ignored whole; in delta only its ACK/NACK is. Before
+///   any response of a type was sent, any nonce is accepted.
 /// - The node is taken from the stream's first request only.
 /// - Unsubscribed resources are forgotten when the request arrives; one the
 ///   client unsubscribes while a response carrying it is in flight is
@@ -500,6 +514,7 @@ impl ServerStream {
         // chosen type URL, none of the others (this runs on every request
         // and push).
         let variant = self.variant;
+        let steps = self.config.delta_steps_in_flight;
         let mut due: Vec<(&TypeState, Work)> = self
             .types
             .values_mut()
@@ -520,7 +535,7 @@ impl ServerStream {
             pick = due.iter().find(|(_, w)| w.removal).map(|d| (d, true));
         }
         match pick {
-            Some(((t, _), removal)) if t.outstanding.is_none() => {
+            Some(((t, _), removal)) if may_send(t, variant, steps) => {
                 Some((t.type_url.clone(), removal))
             }
             _ => None,
@@ -533,7 +548,7 @@ impl ServerStream {
         let timeout = self.config.ack_timeout?;
         self.types
             .values()
-            .filter_map(|t| t.outstanding.as_ref())
+            .filter_map(|t| t.oldest_in_flight())
             .filter_map(|o| o.sent_at.checked_add(timeout))
             .min()
     }
@@ -548,7 +563,7 @@ impl ServerStream {
             return Ok(());
         };
         for t in self.types.values() {
-            if let Some(o) = &t.outstanding
+            if let Some(o) = t.oldest_in_flight()
                 && now.saturating_duration_since(o.sent_at) >= timeout
             {
                 return Err(ProtocolError::AckTimeout {
@@ -571,7 +586,7 @@ impl ServerStream {
                 names: t.sub.names.iter().cloned().collect(),
                 acked: t.acked.clone(),
                 last_nack: t.last_nack.clone(),
-                outstanding: t.outstanding.clone(),
+                outstanding: t.oldest_in_flight().cloned(),
                 responses: t.responses,
                 resources_sent: t.sent.values().filter(|v| v.is_some()).count(),
             })
@@ -584,12 +599,22 @@ impl ServerStream {
     }
 }
 
-/// A non-empty nonce that is not the latest sent for the type. Before any
-/// response was sent every nonce is accepted (a client may carry one over
-/// from an earlier connection).
+/// Whether `t` may send now: when nothing of it is in flight, or, in delta,
+/// for the next step of a push while fewer than `steps` are.
+fn may_send(t: &TypeState, variant: Variant, steps: usize) -> bool {
+    let limit = match variant {
+        Variant::Delta if t.continuing => steps.max(1),
+        _ => 1,
+    };
+    t.in_flight.len() < limit
+}
+
+/// A non-empty nonce that is neither the latest sent for the type nor one
+/// still in flight. Before any response was sent every nonce is accepted (a
+/// client may carry one over from an earlier connection).
 fn is_stale(t: &TypeState, nonce: &str) -> bool {
     match &t.latest_nonce {
-        Some(latest) => !nonce.is_empty() && nonce != latest,
+        Some(latest) => !nonce.is_empty() && nonce != latest && !t.is_in_flight(nonce),
         None => false,
     }
 }
@@ -604,10 +629,9 @@ fn resolve(
     if nonce.is_empty() || t.latest_nonce.is_none() {
         return AckState::Initial;
     }
-    let Some(sent) = t.outstanding.take_if(|o| o.nonce == nonce) else {
+    let Some(sent) = t.answered(nonce) else {
         return AckState::Repeat;
     };
-    t.answered();
     match error {
         Some(status) => {
             let nack = Nack {

@@ -1,7 +1,7 @@
 //! One type's state on a server stream, and how it turns store changes into
 //! responses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use prost::Message;
@@ -13,6 +13,10 @@ use crate::protocol::{
     Any, DeltaDiscoveryResponse, DeltaResource, DiscoveryResponse, ProtocolError, ResourceStore,
     TypeRule, Variant,
 };
+
+/// A version the client may hold but the server does not know: never equal
+/// to a stored version (the store refuses empty ones).
+const UNKNOWN_VERSION: &str = "";
 
 /// What one dirty name needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +40,16 @@ pub(super) struct Work {
     pub(super) make: bool,
     /// Removals (sent only after all additions on the stream).
     pub(super) removal: bool,
+}
+
+/// A response sent and not yet answered, with what it carried.
+#[derive(Clone, Debug)]
+pub(super) struct InFlight {
+    pub(super) outstanding: Outstanding,
+    /// Its place among the type's responses (1 for the first).
+    seq: u64,
+    /// Resources (name → version) it carried.
+    names: BTreeMap<String, String>,
 }
 
 /// Server-side state of one type URL on one stream.
@@ -64,13 +78,19 @@ pub(super) struct TypeState {
     pending_remove: BTreeSet<String>,
     /// Store generation examined so far (`None`: examine everything).
     seen: Option<u64>,
-    pub(super) outstanding: Option<Outstanding>,
-    /// Resources (name → version) in the outstanding response.
-    in_flight: BTreeMap<String, String>,
+    /// Responses not yet answered, oldest first: at most one, except while
+    /// a delta push continues in steps (see [`Self::continuing`]).
+    pub(super) in_flight: VecDeque<InFlight>,
+    /// The last response answered (its `seq`).
+    answered_through: u64,
+    /// The last delta response stopped because it was full, and more of the
+    /// same push is pending: its next step may go before the ACK.
+    pub(super) continuing: bool,
     /// Resources the client unsubscribed while a response carrying them was
     /// in flight: it may have taken them anyway if it subscribed again
-    /// before the response arrived. Settled when that response is answered.
-    uncertain: BTreeMap<String, String>,
+    /// before the response arrived. Settled when that response (name →
+    /// version and the response's `seq`) is answered.
+    uncertain: BTreeMap<String, (String, u64)>,
     pub(super) latest_nonce: Option<String>,
     pub(super) acked: Option<Acked>,
     pub(super) last_nack: Option<Nack>,
@@ -90,8 +110,9 @@ impl TypeState {
             pending_make: BTreeSet::new(),
             pending_remove: BTreeSet::new(),
             seen: None,
-            outstanding: None,
-            in_flight: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            answered_through: 0,
+            continuing: false,
             uncertain: BTreeMap::new(),
             latest_nonce: None,
             acked: None,
@@ -104,7 +125,19 @@ impl TypeState {
     /// the client was sent them before; everything touched is re-examined.
     pub(super) fn note_diff(&mut self, diff: &Diff, resend: &[String], variant: Variant) {
         for name in resend {
-            self.sent.remove(name);
+            // Sent again if it exists. If the client may hold some version
+            // of it (sent, or in a response still in flight), that is kept
+            // in mind as an unknown version, so a resource gone from the
+            // store meanwhile is removed, not forgotten while the client
+            // keeps what the in-flight response brings.
+            let held = matches!(self.sent.get(name), Some(Some(_)))
+                || self.in_flight.iter().any(|f| f.names.contains_key(name));
+            if held {
+                self.sent
+                    .insert(name.clone(), Some(UNKNOWN_VERSION.to_owned()));
+            } else {
+                self.sent.remove(name);
+            }
             self.dirty.insert(name.clone());
         }
         // The client drops what it unsubscribed when it says so: forget it
@@ -120,8 +153,13 @@ impl TypeState {
             self.sent.remove(&name);
             // Settled again, so it leaves any pending set it was in.
             self.dirty.insert(name.clone());
-            if let Some(v) = self.in_flight.get(&name) {
-                self.uncertain.insert(name, v.clone());
+            // The newest response carrying it decides.
+            let carried = self.in_flight.iter().rev().find_map(|f| {
+                let v = f.names.get(&name)?;
+                Some((v.clone(), f.seq))
+            });
+            if let Some(carried) = carried {
+                self.uncertain.insert(name, carried);
             }
         }
         self.dirty.extend(diff.added.iter().cloned());
@@ -144,9 +182,27 @@ impl TypeState {
             .collect()
     }
 
-    /// The outstanding response was answered: forget what it carried.
-    pub(super) fn answered(&mut self) {
-        self.in_flight.clear();
+    /// The response with `nonce` was answered (and any sent before it,
+    /// which an in-order client answered first): forget what they carried.
+    /// Returns it; `None` if no unanswered response has that nonce.
+    pub(super) fn answered(&mut self, nonce: &str) -> Option<Outstanding> {
+        let at = self
+            .in_flight
+            .iter()
+            .position(|f| f.outstanding.nonce == nonce)?;
+        let last = self.in_flight.drain(..=at).next_back()?;
+        self.answered_through = last.seq;
+        Some(last.outstanding)
+    }
+
+    /// Whether `nonce` is that of a response not yet answered.
+    pub(super) fn is_in_flight(&self, nonce: &str) -> bool {
+        self.in_flight.iter().any(|f| f.outstanding.nonce == nonce)
+    }
+
+    /// The oldest response not yet answered.
+    pub(super) fn oldest_in_flight(&self) -> Option<&Outstanding> {
+        self.in_flight.front().map(|f| &f.outstanding)
     }
 
     /// After the answer to the response that carried them: an uncertain
@@ -155,7 +211,12 @@ impl TypeState {
     /// since this request may be missing, so it is sent again; the rest are
     /// gone.
     pub(super) fn settle_uncertain(&mut self, covered_before: &BTreeSet<String>) {
-        for (name, version) in std::mem::take(&mut self.uncertain) {
+        let answered = self.answered_through;
+        let (due, later) = std::mem::take(&mut self.uncertain)
+            .into_iter()
+            .partition(|(_, (_, seq))| *seq <= answered);
+        self.uncertain = later;
+        for (name, (version, _)) in due {
             if !self.sub.covers(&name) {
                 continue;
             }
@@ -281,16 +342,19 @@ impl TypeState {
         nonce: &str,
         version: String,
         now: Instant,
-        in_flight: BTreeMap<String, String>,
+        names: BTreeMap<String, String>,
     ) {
-        self.in_flight = in_flight;
         self.must_respond = false;
         self.responses += 1;
         self.latest_nonce = Some(nonce.to_owned());
-        self.outstanding = Some(Outstanding {
-            nonce: nonce.to_owned(),
-            version,
-            sent_at: now,
+        self.in_flight.push_back(InFlight {
+            outstanding: Outstanding {
+                nonce: nonce.to_owned(),
+                version,
+                sent_at: now,
+            },
+            seq: self.responses,
+            names,
         });
     }
 
@@ -404,6 +468,7 @@ impl TypeState {
             &mut self.pending_make
         });
         let mut done: Vec<(String, Option<String>)> = Vec::new();
+        let mut full = false;
         while let Some(name) = pending.pop_first() {
             let (entry, version) = match self.classify_with(&name, store, Variant::Delta) {
                 (Change::Update, Some(r)) if !removal_phase => {
@@ -440,8 +505,9 @@ impl TypeState {
             }
             let carrying = !response.resources.is_empty() || !response.removed_resources.is_empty();
             if carrying && size + cost > chunk {
-                // Full: the rest goes in the next response, after the ACK.
+                // Full: the rest goes in the next response.
                 pending.insert(name);
+                full = true;
                 break;
             }
             size += cost;
@@ -470,6 +536,7 @@ impl TypeState {
             }
         }
         let empty = response.resources.is_empty() && response.removed_resources.is_empty();
+        self.continuing = full;
         if empty && !self.must_respond {
             return None;
         }
