@@ -92,6 +92,7 @@
 
 mod client;
 mod config;
+mod copy;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -106,6 +107,7 @@ mod wire;
 
 pub use client::{ConnectorStats, HboneConnector, HbonePeer};
 pub use config::{ConnectorConfig, FlowControl, Keepalive, ServerConfig};
+pub use copy::copy_bidirectional;
 pub use error::{ConfigError, HboneError, Refusal, WireError};
 pub use gateway::GatewayForwarder;
 #[cfg(feature = "prometheus")]

@@ -189,6 +189,99 @@ impl Tunnel {
         }
     }
 
+    /// Whether this side has half-closed (or the tunnel was shut down).
+    pub(crate) fn write_done(&self) -> bool {
+        self.write_done
+    }
+
+    /// Bytes received and not yet read, taken out.
+    pub(crate) fn take_pending(&mut self) -> Bytes {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The next received bytes, `None` once the peer has finished (END_STREAM
+    /// or `RST_STREAM(NO_ERROR)`). Hand back what is not used with
+    /// [`Self::consumed`] for what is.
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        loop {
+            if !self.pending.is_empty() {
+                return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
+            }
+            if self.read_done {
+                return Poll::Ready(Ok(None));
+            }
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(chunk)) => self.pending = chunk,
+                Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) && e.is_remote() => {
+                    // RST_STREAM(NO_ERROR): the peer is done; nothing more
+                    // will arrive.
+                    self.read_done = true;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => self.read_done = true,
+            }
+        }
+    }
+
+    /// `n` received bytes were taken by the application: their window goes
+    /// back to the peer (only now, so the peer cannot outrun a slow reader
+    /// by more than a window) and they are counted.
+    pub(crate) fn consumed(&mut self, n: usize) {
+        // An error means the stream is already gone; the next poll_data
+        // says how.
+        let _ = self.recv.flow_control().release_capacity(n);
+        self.count_read(n);
+    }
+
+    /// Waits until the stream may send; returns how much (at most `want`).
+    pub(crate) fn poll_send_room(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
+        if self.write_done {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "HBONE tunnel already shut down for writing",
+            )));
+        }
+        // h2 takes the reservation as a u32: bound it (a write may be
+        // partial anyway).
+        self.send.reserve_capacity(want.min(MAX_RESERVE));
+        loop {
+            let available = self.send.capacity();
+            if available > 0 {
+                return Poll::Ready(Ok(available.min(want)));
+            }
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => return Poll::Ready(Err(self.closed_error(cx))),
+            }
+        }
+    }
+
+    /// Hands bytes to HTTP/2 as they are (within the room
+    /// [`Self::poll_send_room`] gave) and counts them.
+    pub(crate) fn send_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        let n = chunk.len();
+        self.send.send_data(chunk, false).map_err(h2_to_io)?;
+        self.count_written(n);
+        Ok(())
+    }
+
+    /// Half-closes this direction (END_STREAM).
+    pub(crate) fn finish_writing(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.write_done = true;
+        self.written = BytesMut::new();
+        // Nothing more will be written: give back any reservation.
+        self.send.reserve_capacity(0);
+        match self.send.send_data(Bytes::new(), true) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.closed_error(cx)),
+        }
+    }
+
     /// The error for a write on a stream that no longer sends.
     fn closed_error(&mut self, cx: &mut Context<'_>) -> io::Error {
         match self.send.poll_reset(cx) {
@@ -224,33 +317,15 @@ impl AsyncRead for Tunnel {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
-                this.pending.advance(n);
-                // Window goes back only as the application consumes, so
-                // the peer cannot outrun a slow reader by more than a window.
-                // An error here means the stream is already gone; the next
-                // poll_data says how.
-                let _ = this.recv.flow_control().release_capacity(n);
-                this.count_read(n);
-                return Poll::Ready(Ok(()));
-            }
-            if this.read_done {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(chunk)) => this.pending = chunk,
-                Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) && e.is_remote() => {
-                    // RST_STREAM(NO_ERROR): the peer is done; nothing more
-                    // will arrive.
-                    this.read_done = true;
-                }
-                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
-                None => this.read_done = true,
-            }
-        }
+        let Some(mut chunk) = ready!(this.poll_chunk(cx))? else {
+            return Poll::Ready(Ok(()));
+        };
+        let n = chunk.len().min(buf.remaining());
+        buf.put_slice(&chunk[..n]);
+        chunk.advance(n);
+        this.pending = chunk;
+        this.consumed(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -264,36 +339,15 @@ impl AsyncWrite for Tunnel {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if this.write_done {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "HBONE tunnel already shut down for writing",
-            )));
-        }
-        // h2 takes the reservation as a u32: bound it (a write may be
-        // partial anyway).
-        this.send.reserve_capacity(buf.len().min(MAX_RESERVE));
-        loop {
-            let available = this.send.capacity();
-            if available > 0 {
-                let n = available.min(buf.len());
-                // Copied into the write buffer, whose allocation comes back
-                // for later writes once h2 has sent the bytes: no fresh
-                // allocation (and page faults) per write in a bulk transfer.
-                this.written.reserve(n);
-                this.written.extend_from_slice(&buf[..n]);
-                this.send
-                    .send_data(this.written.split().freeze(), false)
-                    .map_err(h2_to_io)?;
-                this.count_written(n);
-                return Poll::Ready(Ok(n));
-            }
-            match ready!(this.send.poll_capacity(cx)) {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
-                None => return Poll::Ready(Err(this.closed_error(cx))),
-            }
-        }
+        let n = ready!(this.poll_send_room(cx, buf.len()))?;
+        // Copied into the write buffer, whose allocation comes back for
+        // later writes once h2 has sent the bytes: no fresh allocation (and
+        // page faults) per write in a bulk transfer.
+        this.written.reserve(n);
+        this.written.extend_from_slice(&buf[..n]);
+        let chunk = this.written.split().freeze();
+        this.send_chunk(chunk)?;
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -309,13 +363,6 @@ impl AsyncWrite for Tunnel {
         if this.write_done {
             return Poll::Ready(Ok(()));
         }
-        this.write_done = true;
-        this.written = BytesMut::new();
-        // Nothing more will be written: give back any reservation.
-        this.send.reserve_capacity(0);
-        match this.send.send_data(Bytes::new(), true) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(_) => Poll::Ready(Err(this.closed_error(cx))),
-        }
+        Poll::Ready(this.finish_writing(cx))
     }
 }

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::common::{
-    self, Args, MIB, PROXY_BUF, Pki, configs, cpu_of, describe, flow, push, rate, tcp_connect,
+    self, Args, Forward, MIB, Pki, configs, cpu_of, describe, flow, push, rate, tcp_connect,
     tls_connect, verdict,
 };
 use crate::envoy;
@@ -86,12 +86,12 @@ struct OurPair {
     entry: SocketAddr,
 }
 
-fn our_pair(pki: &Pki, flow_control: FlowControl, sink: SocketAddr) -> OurPair {
+fn our_pair(pki: &Pki, flow_control: FlowControl, sink: SocketAddr, how: Forward) -> OurPair {
     let (cc, sc) = configs(flow_control);
     let server_creds = pki.creds("server");
     let (server, server_addr) = proxy_thread(move || async move {
         let (release, rx) = watch::channel(false);
-        let handle = common::start_hbone(server_creds, sc, rx).await;
+        let handle = common::start_hbone(server_creds, sc, rx, how).await;
         let addr = handle.local_addr();
         let keep: Box<dyn std::any::Any> = Box::new((release, handle));
         (addr, keep)
@@ -114,13 +114,7 @@ fn our_pair(pki: &Pki, flow_control: FlowControl, sink: SocketAddr) -> OurPair {
                     let Ok(mut tunnel) = connector.connect(&creds, &peer, request).await else {
                         return;
                     };
-                    let _ = tokio::io::copy_bidirectional_with_sizes(
-                        &mut tcp,
-                        &mut tunnel,
-                        PROXY_BUF,
-                        PROXY_BUF,
-                    )
-                    .await;
+                    common::forward(how, &mut tcp, &mut tunnel).await;
                 });
             }
         });
@@ -156,7 +150,7 @@ impl Path {
         let (cc, sc) = configs(flow_control);
         // The sink never waits for a release.
         let (_, rx) = watch::channel(false);
-        let server = common::start_hbone(pki.creds("server"), sc, rx).await;
+        let server = common::start_hbone(pki.creds("server"), sc, rx, Forward::Splice).await;
         Self::Direct {
             connector: HboneConnector::new(cc).unwrap(),
             peer: HbonePeer::new(server.local_addr(), pki.id("server")),
@@ -237,7 +231,8 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
     })
     .await;
     let istio = FlowControl::default();
-    let pair = our_pair(pki, istio, tcp_sink);
+    let pair = our_pair(pki, istio, tcp_sink, Forward::Splice);
+    let tokio_pair = our_pair(pki, istio, tcp_sink, Forward::TokioCopy);
     let envoy_pair = envoy::start(pki, tcp_sink);
     let mut paths = vec![
         Path::Tcp(tcp_sink),
@@ -245,6 +240,10 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
         Path::direct(pki, istio).await,
         Path::Proxy {
             entry: pair.entry,
+            pids: vec![],
+        },
+        Path::Proxy {
+            entry: tokio_pair.entry,
             pids: vec![],
         },
     ];
@@ -258,6 +257,7 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
     drop(paths);
     drop(envoy_pair);
     drop(pair);
+    drop(tokio_pair);
 
     println!(
         "1. bulk, one stream, {} MiB per transfer, {rounds} rounds taking turns (HBONE: Istio's {}):",
@@ -273,13 +273,20 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
         "rustls mTLS",
         "HBONE tunnel (direct)",
         "HBONE proxy pair (TCP→HBONE→TCP)",
+        "  same, tokio copy_bidirectional",
         "Envoy pair (TCP→HBONE→TCP)",
     ];
     for (name, f) in names.iter().zip(&figures) {
         row(name, f);
     }
-    let [tcp, tls, direct, ours] = [&figures[0], &figures[1], &figures[2], &figures[3]];
-    if figures.len() == 4 {
+    let [tcp, tls, direct, ours, tokio_copy] = [
+        &figures[0],
+        &figures[1],
+        &figures[2],
+        &figures[3],
+        &figures[4],
+    ];
+    if figures.len() == 5 {
         println!("  Envoy pair: skipped, `envoy` is not on PATH");
     }
     println!(
@@ -289,7 +296,13 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
         ours.best / tcp.best,
         verdict(ours.best / tcp.best, 0.3),
     );
-    if let Some(e) = figures.get(4) {
+    println!(
+        "  pair with copy_bidirectional / with tokio's copy: {:.2} by best MB/s, {:.2} by median; CPU per GB {:.2}",
+        ours.best / tokio_copy.best,
+        ours.median / tokio_copy.median,
+        ours.cpu / tokio_copy.cpu,
+    );
+    if let Some(e) = figures.get(5) {
         println!(
             "  pair/Envoy pair: {:.2} by best MB/s, {:.2} by median (goal >= 1.5: {}); Envoy pair CPU per GB / ours: {:.2}",
             ours.best / e.best,
@@ -311,7 +324,7 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
     let mut pairs = Vec::new();
     let mut paths = Vec::new();
     for v in variants {
-        let pair = our_pair(pki, v, tcp_sink);
+        let pair = our_pair(pki, v, tcp_sink, Forward::Splice);
         paths.push(Path::direct(pki, v).await);
         paths.push(Path::Proxy {
             entry: pair.entry,

@@ -242,8 +242,28 @@ async fn idle(mut t: Tunnel) {
     let _ = t.shutdown().await;
 }
 
-/// Copy buffer of the in-process proxies, each way.
+/// Copy buffer of the in-process proxies, each way (`tokio` copy).
 pub(crate) const PROXY_BUF: usize = 128 * 1024;
+
+/// How a proxy moves bytes between its TCP side and the tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forward {
+    /// `appnet_hbone::copy_bidirectional`: no buffer in the middle.
+    Splice,
+    /// `tokio::io::copy_bidirectional_with_sizes`, [`PROXY_BUF`] each way,
+    /// through the tunnel's `AsyncRead`/`AsyncWrite`.
+    TokioCopy,
+}
+
+/// Moves bytes both ways between `tcp` and `tunnel` until both ends finish.
+pub(crate) async fn forward(how: Forward, tcp: &mut TcpStream, tunnel: &mut Tunnel) {
+    let _ = match how {
+        Forward::Splice => appnet_hbone::copy_bidirectional(tcp, tunnel).await,
+        Forward::TokioCopy => {
+            tokio::io::copy_bidirectional_with_sizes(tcp, tunnel, PROXY_BUF, PROXY_BUF).await
+        }
+    };
+}
 
 /// The bench's HBONE service, by authority: `sink.bench` reads to EOF,
 /// `echo.bench` echoes, `idle.bench` waits for EOF, `stall.bench` never
@@ -253,6 +273,7 @@ pub(crate) async fn start_hbone(
     creds: CredentialsReceiver,
     config: ServerConfig,
     release: watch::Receiver<bool>,
+    how: Forward,
 ) -> ServerHandle {
     let service = tower::service_fn(move |req: InboundRequest| {
         let mut release = release.clone();
@@ -266,13 +287,7 @@ pub(crate) async fn start_hbone(
                     };
                     let _ = upstream.set_nodelay(true);
                     return Ok::<_, Infallible>(InboundDecision::accept(move |mut t| async move {
-                        let _ = tokio::io::copy_bidirectional_with_sizes(
-                            &mut t,
-                            &mut upstream,
-                            PROXY_BUF,
-                            PROXY_BUF,
-                        )
-                        .await;
+                        forward(how, &mut upstream, &mut t).await;
                     }));
                 }
             };

@@ -12,7 +12,7 @@ use appnet_hbone::{ConnectRequest, FlowControl, HboneConnector, HbonePeer};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use crate::common::{self, Args, MIB, Pki, configs, describe, flow, push, rate};
+use crate::common::{self, Args, Forward, MIB, Pki, configs, describe, flow, push, rate};
 
 /// Figure 5, printed.
 pub(crate) async fn run(pki: &Pki, args: &Args) {
@@ -33,7 +33,7 @@ async fn one(pki: &Pki, args: &Args, flow_control: FlowControl, total: u64) {
     let window = flow_control.stream_window;
     let per_connection = flow_control.connection_window / window;
     let (release, rx) = watch::channel(false);
-    let server = common::start_hbone(pki.creds("server"), server_config, rx).await;
+    let server = common::start_hbone(pki.creds("server"), server_config, rx, Forward::Splice).await;
     let creds = pki.creds("client");
     let peer = HbonePeer::new(server.local_addr(), pki.id("server"));
     let connector = HboneConnector::new(client_config).unwrap();

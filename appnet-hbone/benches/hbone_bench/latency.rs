@@ -8,7 +8,7 @@ use appnet_identity::tls::CredentialsReceiver;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::common::{self, Args, Pki, percentiles, tcp_connect, tls_connect, us};
+use crate::common::{self, Args, Forward, Pki, percentiles, tcp_connect, tls_connect, us};
 
 /// One byte there and back.
 async fn ping<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
@@ -61,7 +61,13 @@ pub(crate) async fn run(pki: &Pki, args: &Args) {
     let n = args.samples;
     let fresh_n = (n / 10).max(10);
     let (_release, rx) = watch::channel(false);
-    let server = common::start_hbone(pki.creds("server"), ServerConfig::default(), rx).await;
+    let server = common::start_hbone(
+        pki.creds("server"),
+        ServerConfig::default(),
+        rx,
+        Forward::Splice,
+    )
+    .await;
     let creds = pki.creds("client");
     let peer = HbonePeer::new(server.local_addr(), pki.id("server"));
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();

@@ -27,7 +27,7 @@ use std::time::Duration;
 use appnet_hbone::{ConnectRequest, FlowControl, HboneConnector, HbonePeer};
 use tokio::sync::watch;
 
-use crate::common::{self, Args, Pki, TempDir, configs, rss_kib};
+use crate::common::{self, Args, Forward, Pki, TempDir, configs, rss_kib};
 
 /// The goal per idle tunnel, both ends, KB.
 const GOAL_KB: f64 = 8.0;
@@ -220,7 +220,12 @@ pub(crate) fn server_child(dir: &Path) {
     let rt = runtime();
     let (_release, rx) = watch::channel(false);
     let (_, config) = configs(flow());
-    let handle = rt.block_on(common::start_hbone(pki.creds("server"), config, rx));
+    let handle = rt.block_on(common::start_hbone(
+        pki.creds("server"),
+        config,
+        rx,
+        Forward::Splice,
+    ));
     println!("{}", handle.local_addr());
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };

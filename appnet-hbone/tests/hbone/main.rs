@@ -4,6 +4,7 @@
 
 mod abuse;
 mod common;
+mod copy;
 mod double;
 mod envoy;
 #[path = "../support/envoy_yaml.rs"]
