@@ -156,11 +156,13 @@ proptest! {
                 None => StreamKind::Aggregated,
             };
             // The delta ADS client gets its pushes in tiny steps (one
-            // resource each), so multi-step pushes meet every interleaving;
-            // the per-type delta client keeps the default.
+            // resource each), three in flight, so multi-step pushes meet
+            // every interleaving; the per-type delta client keeps the
+            // defaults.
             let mut config = ServerConfig::default();
             if i == 1 {
                 config.delta_chunk_size = 1;
+                config.delta_steps_in_flight = 3;
             }
             p.connect_with(v, kind, config);
         }

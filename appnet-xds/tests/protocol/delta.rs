@@ -389,3 +389,80 @@ fn a_name_resubscribed_while_in_flight_and_deleted_meanwhile_is_removed() {
     assert_eq!(r2.removed_resources, ["a"]);
     assert!(r2.resources.is_empty());
 }
+
+#[test]
+fn a_later_step_supersedes_what_an_unsubscribed_earlier_step_carried() {
+    let mut p = Pair::new();
+    for n in ["a", "x", "z"] {
+        p.insert(EDS, n, "1");
+    }
+    let now = Instant::now();
+    let mut config = ServerConfig::default();
+    config.delta_chunk_size = 1;
+    config.delta_steps_in_flight = 2;
+    let mut s = ServerStream::new(Variant::Delta, StreamKind::Aggregated, config, 3);
+    s.handle_request(request(EDS, &["a", "x", "z"], &[], ""), now)
+        .unwrap();
+    let s1 = poll(&mut s, &p, now).unwrap();
+    let s2 = poll(&mut s, &p, now).unwrap();
+    assert_eq!((updated(&s1), updated(&s2)), (vec!["a"], vec!["x"]));
+    // Before s2 arrives the client drops "x", the store moves it on, and
+    // the client asks for it again.
+    s.handle_request(request(EDS, &[], &["x"], ""), now)
+        .unwrap();
+    p.insert(EDS, "x", "2");
+    s.handle_request(request(EDS, &["x"], &[], ""), now)
+        .unwrap();
+    s.handle_request(request(EDS, &[], &[], &s1.nonce), now)
+        .unwrap();
+    let s3 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(updated(&s3), ["x"]);
+    assert_eq!(decode(s3.resources[0].resource.as_ref().unwrap()).body, "2");
+    // The store goes back to the first content (the same version), and
+    // then the client answers s2 and s3: it holds "x" at 2 (s3 came after
+    // s2), so the server must send 1 again.
+    p.insert(EDS, "x", "1");
+    s.handle_request(request(EDS, &[], &[], &s2.nonce), now)
+        .unwrap();
+    let mut last_x = None;
+    while let Some(r) = poll(&mut s, &p, now) {
+        for res in &r.resources {
+            if res.name == "x" {
+                last_x = Some(decode(res.resource.as_ref().unwrap()).body);
+            }
+        }
+        s.handle_request(request(EDS, &[], &[], &r.nonce), now)
+            .unwrap();
+    }
+    assert_eq!(
+        last_x.as_deref(),
+        Some("1"),
+        "the client ends with the store's x"
+    );
+}
+
+#[test]
+fn a_step_sent_early_gets_its_full_ack_timeout_from_its_turn() {
+    let mut p = Pair::new();
+    for n in ["a", "b", "c"] {
+        p.insert(EDS, n, "1");
+    }
+    let t0 = Instant::now();
+    let mut config = ServerConfig::default();
+    config.delta_chunk_size = 1;
+    config.delta_steps_in_flight = 2;
+    config.ack_timeout = Some(Duration::from_secs(10));
+    let mut s = ServerStream::new(Variant::Delta, StreamKind::Aggregated, config, 3);
+    s.handle_request(request(EDS, &["*"], &[], ""), t0).unwrap();
+    let s1 = poll(&mut s, &p, t0).unwrap();
+    let _s2 = poll(&mut s, &p, t0).unwrap();
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    // The client takes 8 s over the first step: the second's clock starts
+    // then, not when it was sent.
+    let t8 = t0 + Duration::from_secs(8);
+    s.handle_request(request(EDS, &[], &[], &s1.nonce), t8)
+        .unwrap();
+    assert_eq!(s.poll_timeout(), Some(t8 + Duration::from_secs(10)));
+    assert!(s.handle_timeout(t0 + Duration::from_secs(17)).is_ok());
+    assert!(s.handle_timeout(t8 + Duration::from_secs(10)).is_err());
+}

@@ -27,7 +27,7 @@ pub const DEFAULT_DELTA_STEPS_IN_FLIGHT: usize = 2;
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Largest encoded response the stream may produce. Delta responses are
-    /// split to fit (the rest follows after the ACK); a state-of-the-world
+    /// split to fit (the rest follows in further steps); a state-of-the-world
     /// response cannot be split and is refused with
     /// [`ProtocolError::MessageTooLarge`], as is a single delta resource
     /// larger than the limit.
@@ -40,11 +40,14 @@ pub struct ServerConfig {
     /// one 33 MB message decoded in one piece).
     pub delta_chunk_size: usize,
     /// How many steps of one delta push may be un-acknowledged at once
-    /// (at least 1). With 1 the server waits for each step's ACK before
-    /// building the next, and server and client take turns; with 2 it
-    /// builds the next step while the client applies the last. Only the
-    /// steps of a push that did not fit one response overlap: any other
-    /// change still waits for the type's ACKs and goes out coalesced.
+    /// (at least 1). With 1 each step waits for the previous step's ACK,
+    /// and server and client take turns; with 2 the next step may go while
+    /// the client applies the last (the tonic server builds it then). Only
+    /// the steps of a push that did not fit one response overlap, within
+    /// one phase (updates, then removals); changes arriving during the push
+    /// join its remaining steps, and any other change still waits for the
+    /// type's ACKs and goes out coalesced. The ACK timeout of a step sent
+    /// early runs from the answer to the step before it.
     pub delta_steps_in_flight: usize,
     /// Per-type rules: full-state types and ADS ordering.
     pub types: TypeTable,
@@ -125,10 +128,12 @@ pub enum AckState {
     /// No response of this type was answered: an initial request, or one
     /// sent before any response arrived.
     Initial,
-    /// The request acknowledged the latest response.
+    /// The request acknowledged a response in flight: the latest, or (delta)
+    /// a step of a push, which answers the steps before it too.
     Acked(Acked),
-    /// The request rejected the latest response. The server will not send
-    /// the same content again; it sends again when a resource changes.
+    /// The request rejected a response in flight, as for [`Self::Acked`].
+    /// The server will not send the same content again; it sends again when
+    /// a resource changes.
     Nacked(Nack),
     /// The request names the latest nonce, which was already answered: a
     /// pure subscription change.
@@ -203,7 +208,8 @@ pub struct TypeStatus {
 /// answers costs one pending response, not a queue. The exception is a
 /// delta push too large for one response: up to
 /// [`ServerConfig::delta_steps_in_flight`] of its steps may be
-/// un-acknowledged at once, each ACK answering its own. A rejected (NACKed)
+/// un-acknowledged at once, each ACK answering its own step and those sent
+/// before it. A rejected (NACKed)
 /// content is never re-sent; the next change is. Across types (ADS), updates
 /// go out make-before-break: in [`TypeTable`] order (CDS → EDS → LDS → RDS by
 /// default), and removals only after every pending update, referrers first.
@@ -535,7 +541,7 @@ impl ServerStream {
             pick = due.iter().find(|(_, w)| w.removal).map(|d| (d, true));
         }
         match pick {
-            Some(((t, _), removal)) if may_send(t, variant, steps) => {
+            Some(((t, _), removal)) if may_send(t, removal, variant, steps) => {
                 Some((t.type_url.clone(), removal))
             }
             _ => None,
@@ -548,8 +554,7 @@ impl ServerStream {
         let timeout = self.config.ack_timeout?;
         self.types
             .values()
-            .filter_map(|t| t.oldest_in_flight())
-            .filter_map(|o| o.sent_at.checked_add(timeout))
+            .filter_map(|t| t.ack_deadline(timeout))
             .min()
     }
 
@@ -563,8 +568,8 @@ impl ServerStream {
             return Ok(());
         };
         for t in self.types.values() {
-            if let Some(o) = t.oldest_in_flight()
-                && now.saturating_duration_since(o.sent_at) >= timeout
+            if let (Some(o), Some(deadline)) = (t.oldest_in_flight(), t.ack_deadline(timeout))
+                && now >= deadline
             {
                 return Err(ProtocolError::AckTimeout {
                     type_url: t.type_url.clone(),
@@ -599,11 +604,12 @@ impl ServerStream {
     }
 }
 
-/// Whether `t` may send now: when nothing of it is in flight, or, in delta,
-/// for the next step of a push while fewer than `steps` are.
-fn may_send(t: &TypeState, variant: Variant, steps: usize) -> bool {
+/// Whether `t` may send now (in the removal phase or not): when nothing of
+/// it is in flight, or, in delta, for the next step of a push in the same
+/// phase while fewer than `steps` are.
+fn may_send(t: &TypeState, removal: bool, variant: Variant, steps: usize) -> bool {
     let limit = match variant {
-        Variant::Delta if t.continuing => steps.max(1),
+        Variant::Delta if t.continuing == Some(removal) => steps.max(1),
         _ => 1,
     };
     t.in_flight.len() < limit
@@ -629,7 +635,7 @@ fn resolve(
     if nonce.is_empty() || t.latest_nonce.is_none() {
         return AckState::Initial;
     }
-    let Some(sent) = t.answered(nonce) else {
+    let Some(sent) = t.answered(nonce, now) else {
         return AckState::Repeat;
     };
     match error {

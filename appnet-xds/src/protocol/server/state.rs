@@ -46,6 +46,10 @@ pub(super) struct Work {
 #[derive(Clone, Debug)]
 pub(super) struct InFlight {
     pub(super) outstanding: Outstanding,
+    /// When its ACK timeout starts: when it was sent, or, for a step sent
+    /// while an earlier one was in flight, when that one was answered (the
+    /// client applies steps in turn).
+    due_from: Instant,
     /// Its place among the type's responses (1 for the first).
     seq: u64,
     /// Resources (name → version) it carried.
@@ -84,8 +88,9 @@ pub(super) struct TypeState {
     /// The last response answered (its `seq`).
     answered_through: u64,
     /// The last delta response stopped because it was full, and more of the
-    /// same push is pending: its next step may go before the ACK.
-    pub(super) continuing: bool,
+    /// same push is pending in that phase (`true`: removals): its next step
+    /// may go before the ACK. Cleared when the phase's pending set empties.
+    pub(super) continuing: Option<bool>,
     /// Resources the client unsubscribed while a response carrying them was
     /// in flight: it may have taken them anyway if it subscribed again
     /// before the response arrived. Settled when that response (name →
@@ -112,7 +117,7 @@ impl TypeState {
             seen: None,
             in_flight: VecDeque::new(),
             answered_through: 0,
-            continuing: false,
+            continuing: None,
             uncertain: BTreeMap::new(),
             latest_nonce: None,
             acked: None,
@@ -185,14 +190,23 @@ impl TypeState {
     /// The response with `nonce` was answered (and any sent before it,
     /// which an in-order client answered first): forget what they carried.
     /// Returns it; `None` if no unanswered response has that nonce.
-    pub(super) fn answered(&mut self, nonce: &str) -> Option<Outstanding> {
+    pub(super) fn answered(&mut self, nonce: &str, now: Instant) -> Option<Outstanding> {
         let at = self
             .in_flight
             .iter()
             .position(|f| f.outstanding.nonce == nonce)?;
         let last = self.in_flight.drain(..=at).next_back()?;
         self.answered_through = last.seq;
+        // The next step's turn starts now.
+        if let Some(next) = self.in_flight.front_mut() {
+            next.due_from = next.due_from.max(now);
+        }
         Some(last.outstanding)
+    }
+
+    /// When the oldest response in flight times out after `timeout`.
+    pub(super) fn ack_deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
+        self.in_flight.front()?.due_from.checked_add(timeout)
     }
 
     /// Whether `nonce` is that of a response not yet answered.
@@ -331,6 +345,14 @@ impl TypeState {
                 }
             }
         }
+        let drained = match self.continuing {
+            Some(true) => self.pending_remove.is_empty(),
+            Some(false) => self.pending_make.is_empty(),
+            None => false,
+        };
+        if drained {
+            self.continuing = None;
+        }
         Work {
             make: self.must_respond || !self.pending_make.is_empty(),
             removal: !self.pending_remove.is_empty(),
@@ -353,6 +375,7 @@ impl TypeState {
                 version,
                 sent_at: now,
             },
+            due_from: now,
             seq: self.responses,
             names,
         });
@@ -523,6 +546,9 @@ impl TypeState {
             &mut self.pending_make
         }) = pending;
         for (name, version) in done {
+            // What this response says about the name supersedes whatever
+            // an earlier step in flight brought: nothing left to settle.
+            self.uncertain.remove(&name);
             match version {
                 Some(v) => {
                     self.sent.insert(name, Some(v));
@@ -536,7 +562,7 @@ impl TypeState {
             }
         }
         let empty = response.resources.is_empty() && response.removed_resources.is_empty();
-        self.continuing = full;
+        self.continuing = full.then_some(removal_phase);
         if empty && !self.must_respond {
             return None;
         }
