@@ -23,8 +23,9 @@ const CHUNK: usize = 128 * 1024;
 /// middle: bytes read from `io` land in a buffer that goes to HTTP/2 as is
 /// (a [`Tunnel`] written through `AsyncWrite` copies them once more), and
 /// the chunks HTTP/2 delivers are written to `io` straight from where they
-/// were received. About a tenth less CPU per byte through a proxy pair
-/// (benches/README.md, `hbone_bench`).
+/// were received: two fewer copies of each byte through a proxy pair, a
+/// few per cent of its CPU (benches/README.md, `hbone_bench`).
+/// Cancelling the future drops what it holds in flight, as tokio's does.
 ///
 /// - End of `io`'s input half-closes the tunnel (END_STREAM); the end of
 ///   the tunnel's input (END_STREAM or `RST_STREAM(NO_ERROR)`) shuts down

@@ -23,7 +23,9 @@
 //! - [`GatewayForwarder`]: the east-west gateway side of double HBONE, which
 //!   splices the outer tunnel to an in-network peer without reading it.
 //! - [`Tunnel`]: the stream as tokio `AsyncRead + AsyncWrite`, with the
-//!   peer identity, byte counters and half-close.
+//!   peer identity, byte counters and half-close; [`copy_bidirectional`]
+//!   splices it to the application's connection (a node proxy's inner
+//!   loop) without the extra copies of tokio's.
 //! - Wire vocabulary ([`ConnectRequest`], [`Authority`], [`Baggage`],
 //!   [`TraceParent`]), PROXY protocol v2 ([`ProxyHeader`]) for the waypoint
 //!   sandwich, and telemetry hooks ([`Telemetry`]) with Istio's TCP metrics
@@ -77,7 +79,7 @@
 //!     };
 //!     match tokio::net::TcpStream::connect(target).await {
 //!         Ok(mut upstream) => Ok(InboundDecision::accept(move |mut tunnel| async move {
-//!             let _ = tokio::io::copy_bidirectional(&mut tunnel, &mut upstream).await;
+//!             let _ = appnet_hbone::copy_bidirectional(&mut upstream, &mut tunnel).await;
 //!         })),
 //!         Err(_) => Ok(InboundDecision::upstream_unavailable()),
 //!     }

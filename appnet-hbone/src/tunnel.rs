@@ -78,7 +78,9 @@ impl Drop for OnDrop {
 ///   next and released by [`poll_flush`](AsyncWrite::poll_flush) (which
 ///   `tokio::io::copy` calls whenever its reader pauses) and by shutdown.
 ///   A tunnel that has never written, or has flushed, holds no write
-///   buffer.
+///   buffer. [`copy_bidirectional`](crate::copy_bidirectional) skips that
+///   copy (and the one out of received chunks) when splicing a tunnel to a
+///   connection.
 pub struct Tunnel {
     send: SendStream<Bytes>,
     recv: RecvStream,
