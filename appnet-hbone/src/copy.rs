@@ -7,13 +7,18 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::tunnel::Tunnel;
 
-/// The most one read from the plain side takes (and asks h2 to send at once).
+/// The most one read from the plain side takes.
 const CHUNK: usize = 128 * 1024;
+
+/// A read buffer with less room left than this gets a fresh allocation
+/// (the old one stays with the chunks h2 still holds); small reads share
+/// one allocation until then.
+const FLOOR: usize = 8 * 1024;
 
 /// Copies bytes both ways between `io` (the application's connection) and
 /// `tunnel` until both directions have ended; returns the bytes moved
@@ -22,18 +27,25 @@ const CHUNK: usize = 128 * 1024;
 /// What `tokio::io::copy_bidirectional` does, without its buffer in the
 /// middle: bytes read from `io` land in a buffer that goes to HTTP/2 as is
 /// (a [`Tunnel`] written through `AsyncWrite` copies them once more), and
-/// the chunks HTTP/2 delivers are written to `io` straight from where they
-/// were received: two fewer copies of each byte through a proxy pair, a
-/// few per cent of its CPU (benches/README.md, `hbone_bench`).
-/// Cancelling the future drops what it holds in flight, as tokio's does.
+/// the bytes HTTP/2 received are written to `io` straight from where they
+/// arrived: two fewer copies of each byte through a proxy pair, a few per
+/// cent of its CPU (benches/README.md, `hbone_bench`).
 ///
 /// - End of `io`'s input half-closes the tunnel (END_STREAM); the end of
-///   the tunnel's input (END_STREAM or `RST_STREAM(NO_ERROR)`) shuts down
-///   `io`'s write half. Either may come first; the other direction goes on.
+///   the tunnel's input (END_STREAM) shuts down `io`'s write half. Either
+///   may come first; the other direction goes on.
+/// - A peer that ends the stream with `RST_STREAM(NO_ERROR)` wants nothing
+///   more: what `io` still sends is dropped, what the peer sent before is
+///   still written to `io`, and the copy ends without an error.
 /// - Flow control is unchanged: receive window goes back only as `io`
-///   takes the bytes, and `io` is read only while the stream may send.
-/// - Bytes already read into the tunnel's own buffer through `AsyncRead`
-///   go first. The tunnel's byte counters and telemetry count as usual.
+///   takes the bytes; send window is asked for only for bytes read from
+///   `io` (an idle tunnel holds none of its connection's window), and `io`
+///   is not read again until they are sent. At most 128 KiB is buffered.
+/// - Bytes already read into the tunnel through `AsyncRead` go first;
+///   received bytes not yet written to `io` stay in the tunnel if the copy
+///   fails or is cancelled (bytes read from `io` and not yet sent are lost
+///   then, as with tokio's copy). The tunnel's byte counters and telemetry
+///   count as usual.
 /// - The first error either way ends the copy and is returned.
 ///
 /// ```no_run
@@ -62,7 +74,6 @@ where
         moved: 0,
     };
     let mut down = Downstream {
-        chunk: tunnel.take_pending(),
         state: DownState::Copying,
         unflushed: false,
         moved: 0,
@@ -80,8 +91,8 @@ where
 
 /// `io` → tunnel.
 struct Upstream {
-    /// Read buffer; its allocation comes back once h2 has sent what was
-    /// split off it.
+    /// Bytes read from `io` and not yet sent, in the allocation the next
+    /// read fills; what was sent lives on in h2 until it is written.
     buf: BytesMut,
     done: bool,
     moved: u64,
@@ -97,24 +108,58 @@ impl Upstream {
     where
         T: AsyncRead + Unpin + ?Sized,
     {
-        while !self.done {
-            // Read only what the stream may send now, so a stalled peer
-            // stalls this reader rather than filling h2's queue.
-            let room = ready!(tunnel.poll_send_room(cx, CHUNK))?;
-            self.buf.reserve(room);
-            let mut limited = (&mut self.buf).limit(room);
-            let n = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *io),
-                cx,
-                &mut limited
-            ))?;
-            if n == 0 {
-                tunnel.finish_writing(cx)?;
+        match self.step(cx, io, tunnel) {
+            Poll::Ready(Err(e)) if tunnel.peer_stopped_reading(cx) => {
+                // RST_STREAM(NO_ERROR): not a failure; nothing more goes.
+                drop(e);
                 self.done = true;
-            } else {
-                tunnel.send_chunk(self.buf.split().freeze())?;
-                self.moved += n as u64;
+                self.buf = BytesMut::new();
+                Poll::Ready(Ok(()))
             }
+            other => other,
+        }
+    }
+
+    fn step<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut T,
+        tunnel: &mut Tunnel,
+    ) -> Poll<io::Result<()>>
+    where
+        T: AsyncRead + Unpin + ?Sized,
+    {
+        while !self.done {
+            if self.buf.is_empty() {
+                // A peer that has stopped reading gets nothing more: no
+                // need to wait for `io`'s next bytes or its end.
+                if tunnel.peer_stopped_reading(cx) {
+                    self.done = true;
+                    self.buf = BytesMut::new();
+                    break;
+                }
+                if self.buf.capacity() < FLOOR {
+                    self.buf.reserve(CHUNK);
+                }
+                let room = self.buf.capacity() - self.buf.len();
+                let mut limited = (&mut self.buf).limit(room.min(CHUNK));
+                let n = ready!(tokio_util::io::poll_read_buf(
+                    Pin::new(&mut *io),
+                    cx,
+                    &mut limited
+                ))?;
+                if n == 0 {
+                    tunnel.finish_writing(cx)?;
+                    self.done = true;
+                    continue;
+                }
+            }
+            // Send window for what was read, no more: capacity reserved and
+            // not used would hold the connection's window from the others.
+            let room = ready!(tunnel.poll_send_room(cx, self.buf.len()))?;
+            let n = room.min(self.buf.len());
+            tunnel.send_chunk(self.buf.split_to(n).freeze())?;
+            self.moved += n as u64;
         }
         Poll::Ready(Ok(()))
     }
@@ -127,10 +172,8 @@ enum DownState {
     Done,
 }
 
-/// Tunnel → `io`.
+/// Tunnel → `io`, written from the tunnel's own received bytes.
 struct Downstream {
-    /// What arrived and is not yet written to `io`.
-    chunk: Bytes,
     state: DownState,
     /// Written to `io` since its last flush.
     unflushed: bool,
@@ -154,19 +197,17 @@ impl Downstream {
                     ready!(Pin::new(&mut *io).poll_shutdown(cx))?;
                     self.state = DownState::Done;
                 }
-                DownState::Copying if !self.chunk.is_empty() => {
-                    let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.chunk))?;
-                    if n == 0 {
-                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                DownState::Copying => match tunnel.poll_fill(cx) {
+                    Poll::Ready(Ok(true)) => {
+                        let n = ready!(Pin::new(&mut *io).poll_write(cx, tunnel.pending()))?;
+                        if n == 0 {
+                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                        }
+                        tunnel.consume(n);
+                        self.unflushed = true;
+                        self.moved += n as u64;
                     }
-                    self.chunk.advance(n);
-                    tunnel.consumed(n);
-                    self.unflushed = true;
-                    self.moved += n as u64;
-                }
-                DownState::Copying => match tunnel.poll_chunk(cx) {
-                    Poll::Ready(Ok(Some(chunk))) => self.chunk = chunk,
-                    Poll::Ready(Ok(None)) => self.state = DownState::ShuttingDown,
+                    Poll::Ready(Ok(false)) => self.state = DownState::ShuttingDown,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {
                         // Nothing more for now: push out what `io` buffers.

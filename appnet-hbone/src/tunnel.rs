@@ -196,21 +196,16 @@ impl Tunnel {
         self.write_done
     }
 
-    /// Bytes received and not yet read, taken out.
-    pub(crate) fn take_pending(&mut self) -> Bytes {
-        std::mem::take(&mut self.pending)
-    }
-
-    /// The next received bytes, `None` once the peer has finished (END_STREAM
-    /// or `RST_STREAM(NO_ERROR)`). Hand back what is not used with
-    /// [`Self::consumed`] for what is.
-    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    /// Waits until received bytes are at hand ([`Self::pending`]); `false`
+    /// once the peer has finished (END_STREAM or `RST_STREAM(NO_ERROR)`)
+    /// and all were taken.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
             if !self.pending.is_empty() {
-                return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
+                return Poll::Ready(Ok(true));
             }
             if self.read_done {
-                return Poll::Ready(Ok(None));
+                return Poll::Ready(Ok(false));
             }
             match ready!(self.recv.poll_data(cx)) {
                 Some(Ok(chunk)) => self.pending = chunk,
@@ -225,14 +220,29 @@ impl Tunnel {
         }
     }
 
-    /// `n` received bytes were taken by the application: their window goes
-    /// back to the peer (only now, so the peer cannot outrun a slow reader
-    /// by more than a window) and they are counted.
-    pub(crate) fn consumed(&mut self, n: usize) {
+    /// Received bytes not yet taken.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// The first `n` pending bytes were taken by the application: their
+    /// window goes back to the peer (only now, so the peer cannot outrun a
+    /// slow reader by more than a window) and they are counted.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pending.advance(n);
         // An error means the stream is already gone; the next poll_data
         // says how.
         let _ = self.recv.flow_control().release_capacity(n);
         self.count_read(n);
+    }
+
+    /// Whether the peer ended the stream with `RST_STREAM(NO_ERROR)`: it
+    /// wants no more of what this side sends, and that is not a failure.
+    pub(crate) fn peer_stopped_reading(&mut self, cx: &mut Context<'_>) -> bool {
+        matches!(
+            self.send.poll_reset(cx),
+            Poll::Ready(Ok(h2::Reason::NO_ERROR))
+        )
     }
 
     /// Waits until the stream may send; returns how much (at most `want`).
@@ -316,17 +326,12 @@ impl AsyncRead for Tunnel {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if buf.remaining() == 0 {
+        if buf.remaining() == 0 || !ready!(this.poll_fill(cx))? {
             return Poll::Ready(Ok(()));
         }
-        let Some(mut chunk) = ready!(this.poll_chunk(cx))? else {
-            return Poll::Ready(Ok(()));
-        };
-        let n = chunk.len().min(buf.remaining());
-        buf.put_slice(&chunk[..n]);
-        chunk.advance(n);
-        this.pending = chunk;
-        this.consumed(n);
+        let n = this.pending.len().min(buf.remaining());
+        buf.put_slice(&this.pending[..n]);
+        this.consume(n);
         Poll::Ready(Ok(()))
     }
 }

@@ -2,8 +2,12 @@
 //! proxy runs it.
 
 use std::io::ErrorKind;
+use std::time::Duration;
 
-use appnet_hbone::{ByteCounters, ConnectorConfig, HboneConnector, Tunnel, copy_bidirectional};
+use appnet_hbone::{
+    ByteCounters, ConnectorConfig, HboneConnector, ServerConfig, Tunnel, copy_bidirectional,
+};
+use appnet_identity::tls::AllowedPeers;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -199,5 +203,118 @@ async fn a_reset_by_the_peer_ends_the_copy_with_an_error() {
         ),
         "{err}"
     );
+    all_closed(&connector, &h.handle).await;
+}
+
+#[tokio::test]
+async fn idle_spliced_tunnels_hold_none_of_the_connection_window() {
+    let d = Domain::new("cluster.local");
+    // Room for two 128 KiB reads in the whole connection window.
+    let mut config = ServerConfig::default();
+    config.flow_control.connection_window = 256 * 1024;
+    config.flow_control.stream_window = 128 * 1024;
+    let mut h = start_server(
+        d.creds("server"),
+        AllowedPeers::TrustDomain(d.td.clone()),
+        config,
+        None,
+    )
+    .await;
+    let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    // Idle tunnels on the connection: their apps send nothing.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(splice(&connector, &d, &mut h, nothing).await);
+    }
+    let Spliced {
+        mut app,
+        mut server,
+        copy,
+        ..
+    } = splice(&connector, &d, &mut h, nothing).await;
+    assert_eq!(
+        connector.stats().pooled_connections,
+        1,
+        "one shared connection"
+    );
+    let up = pattern(1 << 20);
+    let sent = up.clone();
+    let writer = tokio::spawn(async move {
+        app.write_all(&sent).await.unwrap();
+        app.shutdown().await.unwrap();
+        app
+    });
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), server.read_to_end(&mut got))
+        .await
+        .expect("the busy tunnel is not starved by the idle ones")
+        .unwrap();
+    assert!(got == up);
+    server.shutdown().await.unwrap();
+    drop(writer.await.unwrap());
+    assert_eq!(copy.await.unwrap().unwrap(), (up.len() as u64, 0));
+    drop((idle, server));
+    all_closed(&connector, &h.handle).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_ends_the_copy_cleanly() {
+    let d = Domain::new("cluster.local");
+    let mut h = default_server(&d).await;
+    let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    let Spliced {
+        mut app,
+        mut server,
+        copy,
+        ..
+    } = splice(&connector, &d, &mut h, nothing).await;
+    app.write_all(b"a request the server ").await.unwrap();
+    let mut first = [0u8; 6];
+    server.read_exact(&mut first).await.unwrap();
+    // The server answers and goes away without reading the rest: h2 ends
+    // the stream with RST_STREAM(NO_ERROR) (an early response).
+    server.write_all(b"done early").await.unwrap();
+    server.shutdown().await.unwrap();
+    drop(server);
+    // The app still gets the answer and its EOF, and the copy ends without
+    // an error although the app never closed its side.
+    let mut got = Vec::new();
+    app.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"done early");
+    let (up, down) = tokio::time::timeout(Duration::from_secs(10), copy)
+        .await
+        .expect("the copy ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!((up, down), (21, 10));
+    all_closed(&connector, &h.handle).await;
+}
+
+#[tokio::test]
+async fn received_bytes_not_yet_written_stay_in_the_tunnel_when_cancelled() {
+    let d = Domain::new("cluster.local");
+    let mut h = default_server(&d).await;
+    let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
+    let mut tunnel = connect_to(&connector, &d, h.addr(), handoff_target()).await;
+    let mut server = h.tunnels.recv().await.unwrap();
+    server.write_all(b"0123456789abcdef").await.unwrap();
+    server.shutdown().await.unwrap();
+    // An application connection that takes 8 bytes and then stalls.
+    let (mut near, mut far) = tokio::io::duplex(8);
+    let stalled = tokio::time::timeout(
+        Duration::from_millis(300),
+        copy_bidirectional(&mut near, &mut tunnel),
+    )
+    .await;
+    assert!(stalled.is_err(), "the copy stalls on the full connection");
+    let mut taken = [0u8; 8];
+    far.read_exact(&mut taken).await.unwrap();
+    assert_eq!(&taken, b"01234567");
+    // The rest is still the tunnel's to read.
+    let mut rest = Vec::new();
+    tunnel.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"89abcdef");
+    assert_eq!(tunnel.counters().read(), 16);
+    drop((tunnel, server));
     all_closed(&connector, &h.handle).await;
 }
