@@ -109,15 +109,19 @@ impl Upstream {
         T: AsyncRead + Unpin + ?Sized,
     {
         match self.step(cx, io, tunnel) {
-            Poll::Ready(Err(e)) if tunnel.peer_stopped_reading(cx) => {
+            Poll::Ready(Err(_)) if tunnel.peer_stopped_reading(cx) => {
                 // RST_STREAM(NO_ERROR): not a failure; nothing more goes.
-                drop(e);
-                self.done = true;
-                self.buf = BytesMut::new();
+                self.stop();
                 Poll::Ready(Ok(()))
             }
             other => other,
         }
+    }
+
+    /// The peer wants no more: what was read and not sent is dropped.
+    fn stop(&mut self) {
+        self.done = true;
+        self.buf = BytesMut::new();
     }
 
     fn step<T>(
@@ -134,8 +138,7 @@ impl Upstream {
                 // A peer that has stopped reading gets nothing more: no
                 // need to wait for `io`'s next bytes or its end.
                 if tunnel.peer_stopped_reading(cx) {
-                    self.done = true;
-                    self.buf = BytesMut::new();
+                    self.stop();
                     break;
                 }
                 if self.buf.capacity() < FLOOR {

@@ -178,35 +178,6 @@ async fn bytes_already_read_into_the_tunnel_go_first() {
 }
 
 #[tokio::test]
-async fn a_reset_by_the_peer_ends_the_copy_with_an_error() {
-    let d = Domain::new("cluster.local");
-    let mut h = default_server(&d).await;
-    let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let Spliced {
-        mut app,
-        mut server,
-        copy,
-        ..
-    } = splice(&connector, &d, &mut h, nothing).await;
-    app.write_all(b"partial").await.unwrap();
-    let mut buf = [0u8; 7];
-    server.read_exact(&mut buf).await.unwrap();
-    // The server side goes away without ending the stream: RST_STREAM.
-    drop(server);
-    // Seen by whichever direction polls first: as a reset by the reader,
-    // as a closed pipe by the writer (as `Tunnel` reports them).
-    let err = copy.await.unwrap().unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-        ),
-        "{err}"
-    );
-    all_closed(&connector, &h.handle).await;
-}
-
-#[tokio::test]
 async fn idle_spliced_tunnels_hold_none_of_the_connection_window() {
     let d = Domain::new("cluster.local");
     // Room for two 128 KiB reads in the whole connection window.
@@ -258,35 +229,52 @@ async fn idle_spliced_tunnels_hold_none_of_the_connection_window() {
 }
 
 #[tokio::test]
-async fn a_peer_that_stops_reading_ends_the_copy_cleanly() {
+async fn how_the_peer_leaves_decides_how_the_copy_ends() {
     let d = Domain::new("cluster.local");
     let mut h = default_server(&d).await;
     let connector = HboneConnector::new(ConnectorConfig::default()).unwrap();
-    let Spliced {
-        mut app,
-        mut server,
-        copy,
-        ..
-    } = splice(&connector, &d, &mut h, nothing).await;
-    app.write_all(b"a request the server ").await.unwrap();
-    let mut first = [0u8; 6];
-    server.read_exact(&mut first).await.unwrap();
-    // The server answers and goes away without reading the rest: h2 ends
-    // the stream with RST_STREAM(NO_ERROR) (an early response).
-    server.write_all(b"done early").await.unwrap();
-    server.shutdown().await.unwrap();
-    drop(server);
-    // The app still gets the answer and its EOF, and the copy ends without
-    // an error although the app never closed its side.
-    let mut got = Vec::new();
-    app.read_to_end(&mut got).await.unwrap();
-    assert_eq!(got, b"done early");
-    let (up, down) = tokio::time::timeout(Duration::from_secs(10), copy)
-        .await
-        .expect("the copy ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!((up, down), (21, 10));
+    for early_response in [true, false] {
+        let Spliced {
+            mut app,
+            mut server,
+            copy,
+            ..
+        } = splice(&connector, &d, &mut h, nothing).await;
+        app.write_all(b"a request the server ").await.unwrap();
+        let mut first = [0u8; 6];
+        server.read_exact(&mut first).await.unwrap();
+        if early_response {
+            // The server answers and goes away without reading the rest:
+            // h2 ends the stream with RST_STREAM(NO_ERROR).
+            server.write_all(b"done early").await.unwrap();
+            server.shutdown().await.unwrap();
+            drop(server);
+            // The app still gets the answer and its EOF, and the copy ends
+            // without an error although the app never closed its side.
+            let mut got = Vec::new();
+            app.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"done early");
+            let moved = tokio::time::timeout(Duration::from_secs(10), copy)
+                .await
+                .expect("the copy ends")
+                .unwrap()
+                .unwrap();
+            assert_eq!(moved, (21, 10));
+        } else {
+            // The server goes away mid-stream: RST_STREAM(CANCEL), seen by
+            // whichever direction polls first, as a reset by the reader or
+            // as a closed pipe by the writer (as `Tunnel` reports them).
+            drop(server);
+            let err = copy.await.unwrap().unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                ),
+                "{err}"
+            );
+        }
+    }
     all_closed(&connector, &h.handle).await;
 }
 
