@@ -366,6 +366,7 @@ async fn fan_out(args: &Args) -> Result<(), String> {
         per_client.extend(arrived);
         per_round.push(slowest);
     }
+    let in_order: Vec<String> = per_round.iter().map(|d| format!("{:.0}", ms(*d))).collect();
     per_round.sort();
     per_client.sort();
     println!(
@@ -377,6 +378,10 @@ async fn fan_out(args: &Args) -> Result<(), String> {
         ms(percentile(&per_round, 0.99)),
         ms(percentile(&per_client, 0.5)),
         ms(percentile(&per_client, 0.99)),
+    );
+    println!(
+        "fan-out rounds in order, until all have it (ms): {}",
+        in_order.join(" ")
     );
     println!(
         "fan-out CPU per round (server, clients and poller, user + system): {:.1} ms, {:.1} µs per client",
