@@ -163,14 +163,7 @@ async fn a_failed_connection_fails_only_its_streams() {
                 .unwrap(),
         );
     }
-    let mut kept = connector
-        .connect(
-            &creds,
-            &peer(healthy.addr(), d.id("server")),
-            ConnectRequest::new(echo_target()),
-        )
-        .await
-        .unwrap();
+    let mut kept = connect_to(&connector, &d, healthy.addr(), echo_target()).await;
     round_trip(&mut kept, b"before").await;
     assert_eq!(connector.stats().pooled_connections, 2);
 

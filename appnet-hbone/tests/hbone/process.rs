@@ -12,8 +12,8 @@ use appnet_hbone::{ConnectRequest, ConnectorConfig, HboneConnector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
-    Domain, default_server, echo_target, only_the_healthy_connection_left, pattern, peer,
-    round_trip, settle,
+    Domain, connect_to, default_server, echo_target, only_the_healthy_connection_left, pattern,
+    peer, round_trip, settle,
 };
 
 /// Where the child finds the CA; set only for the child.
@@ -93,14 +93,7 @@ async fn a_killed_peer_fails_only_its_streams() {
         .connect(&creds, &to_remote, ConnectRequest::new(echo_target()))
         .await
         .unwrap();
-    let mut kept = connector
-        .connect(
-            &creds,
-            &peer(healthy.addr(), d.id("server")),
-            ConnectRequest::new(echo_target()),
-        )
-        .await
-        .unwrap();
+    let mut kept = connect_to(&connector, &d, healthy.addr(), echo_target()).await;
     assert_eq!(connector.stats().pooled_connections, 2);
 
     // A transfer in flight through the child: write without end, read the

@@ -37,6 +37,15 @@ impl Bytes<'_> {
     }
 }
 
+/// The protocol variant a fuzz input's header byte picks (its low bit).
+fn variant_of(header: u8) -> Variant {
+    if header & 1 == 0 {
+        Variant::Sotw
+    } else {
+        Variant::Delta
+    }
+}
+
 fn name(i: u8) -> String {
     format!("r{}", i % 8)
 }
@@ -162,11 +171,7 @@ impl Harness {
 pub fn server_requests(data: &[u8]) {
     let mut bytes = Bytes(data);
     let header = bytes.next();
-    let variant = if header & 1 == 0 {
-        Variant::Sotw
-    } else {
-        Variant::Delta
-    };
+    let variant = variant_of(header);
     let limit = 150 + usize::from(bytes.next()) * 8;
     let config = ServerConfig {
         max_message_size: limit,
@@ -334,11 +339,7 @@ pub fn client_responses(data: &[u8]) {
 
     let mut bytes = Bytes(data);
     let header = bytes.next();
-    let variant = if header & 1 == 0 {
-        Variant::Sotw
-    } else {
-        Variant::Delta
-    };
+    let variant = variant_of(header);
     let kind = if header & 2 == 0 {
         StreamKind::Aggregated
     } else {
