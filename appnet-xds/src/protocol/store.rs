@@ -278,20 +278,17 @@ impl ResourceStore {
 
     /// Names of one type changed after generation `since`, or `None` when
     /// the log no longer reaches back that far (examine everything).
-    pub(crate) fn changed_since(&self, type_url: &str, since: u64) -> Option<Vec<&str>> {
-        let Some(entries) = self.types.get(type_url) else {
-            return Some(Vec::new());
+    pub(crate) fn changed_since(
+        &self,
+        type_url: &str,
+        since: u64,
+    ) -> Option<impl Iterator<Item = &str>> {
+        let log = match self.types.get(type_url) {
+            Some(entries) if since < entries.horizon => return None,
+            Some(entries) => Some(entries.log.range(since.saturating_add(1)..)),
+            None => None,
         };
-        if since < entries.horizon {
-            return None;
-        }
-        Some(
-            entries
-                .log
-                .range(since.saturating_add(1)..)
-                .map(|(_, n)| n.as_str())
-                .collect(),
-        )
+        Some(log.into_iter().flatten().map(|(_, n)| n.as_str()))
     }
 
     /// The last version of a removed resource, while its tombstone is kept.

@@ -639,23 +639,23 @@ impl Task {
 
     /// Publishes the accepted state: the event's type (every type after a
     /// subscription change) as an O(1) clone of the core's persistent map,
-    /// so a publish costs the same for ten resources or a million.
+    /// so a publish costs the same for ten resources or a million. The
+    /// status is written over the last one's strings.
     fn publish(&self, event: Option<ClientEvent>) {
-        let status = self.core.status();
-        let types: Vec<String> = match &event {
-            Some(e) => vec![e.type_url.clone()],
-            None => status.iter().map(|s| s.type_url.clone()).collect(),
-        };
-        let maps: Vec<(String, ResourceMap)> = types
-            .into_iter()
-            .map(|t| {
-                let map = self.core.resource_map(&t);
-                (t, map)
-            })
-            .collect();
+        let core = &self.core;
         self.state.send_modify(|s| {
-            s.resources.extend(maps);
-            s.status = status;
+            core.status_into(&mut s.status);
+            let mut refresh = |type_url: &str| match s.resources.get_mut(type_url) {
+                Some(map) => *map = core.resource_map(type_url),
+                None => {
+                    s.resources
+                        .insert(type_url.to_owned(), core.resource_map(type_url));
+                }
+            };
+            match &event {
+                Some(e) => refresh(&e.type_url),
+                None => s.status.iter().for_each(|t| refresh(&t.type_url)),
+            }
             if event.is_some() {
                 s.last_event = event;
                 s.updated_at = Some(Instant::now());

@@ -10,7 +10,6 @@ use crate::protocol::{Any, DeltaDiscoveryResponse, DiscoveryResponse, Status};
 const INVALID_ARGUMENT: i32 = 3;
 
 fn event(t: &ClientType, version: String, nonce: String) -> ClientEvent {
-    let _ = t;
     ClientEvent {
         type_url: t.type_url.clone(),
         version,
@@ -24,10 +23,11 @@ fn event(t: &ClientType, version: String, nonce: String) -> ClientEvent {
 
 /// Queues the answer: ACK (adopting `version`) or NACK with every reason.
 fn answer(t: &mut ClientType, mut ev: ClientEvent) -> ClientEvent {
-    t.nonce = ev.nonce.clone();
+    // Into the buffers already there: this runs for every response.
+    t.nonce.clone_from(&ev.nonce);
     t.request_due = true;
     if ev.rejected.is_empty() {
-        t.version = ev.version.clone();
+        t.version.clone_from(&ev.version);
         t.error = None;
         ev.acked = true;
     } else {

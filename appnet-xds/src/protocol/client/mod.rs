@@ -363,10 +363,16 @@ impl ClientStream {
     /// The next request to send, if any (one per type with something to
     /// say: a subscription change, an ACK or a NACK), in make order.
     pub fn poll_request(&mut self) -> Option<Request> {
-        let mut due: Vec<&mut ClientType> =
-            self.types.values_mut().filter(|t| t.request_due).collect();
-        due.sort_by(|a, b| (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url)));
-        for t in due {
+        // The due type first in make-before-break order, each turn (this
+        // runs after every response: no list of them is built).
+        loop {
+            let t = self
+                .types
+                .values_mut()
+                .filter(|t| t.request_due)
+                .min_by(|a, b| {
+                    (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url))
+                })?;
             t.request_due = false;
             if !t.started && t.wanted.is_empty() && t.nonce.is_empty() {
                 // Nothing to ask for, nothing to answer: an empty first
@@ -388,7 +394,6 @@ impl ClientStream {
             self.node_sent = true;
             return Some(request);
         }
-        None
     }
 
     /// Handles one response: names and validates its resources through
@@ -411,12 +416,14 @@ impl ClientStream {
             });
         }
         let type_url = match (&self.kind, response.type_url()) {
-            (StreamKind::Single(t), "") => t.clone(),
-            (_, url) => url.to_owned(),
+            (StreamKind::Single(t), "") => t.as_str(),
+            (_, url) => url,
         };
-        self.check_type(&type_url)?;
-        let Some(t) = self.types.get_mut(&type_url) else {
-            return Err(ProtocolError::UnexpectedType { type_url });
+        self.check_type(type_url)?;
+        let Some(t) = self.types.get_mut(type_url) else {
+            return Err(ProtocolError::UnexpectedType {
+                type_url: type_url.to_owned(),
+            });
         };
         t.received_at = Some(now);
         Ok(match response {
@@ -459,19 +466,41 @@ impl ClientStream {
 
     /// Per-type status, by type URL.
     pub fn status(&self) -> Vec<ClientTypeStatus> {
-        self.types
-            .values()
-            .map(|t| ClientTypeStatus {
-                type_url: t.type_url.clone(),
-                wildcard: t.wanted.wildcard,
-                names: t.wanted.names.iter().cloned().collect(),
-                version: t.version.clone(),
-                nonce: t.nonce.clone(),
-                resources: t.resources.len(),
-                last_nack: t.last_nack.clone(),
-                received_at: t.received_at,
-            })
-            .collect()
+        let mut status = Vec::new();
+        self.status_into(&mut status);
+        status
+    }
+
+    /// [`Self::status`] written over `out`, reusing its strings: a shell
+    /// refreshes its published status after every response.
+    pub(crate) fn status_into(&self, out: &mut Vec<ClientTypeStatus>) {
+        out.truncate(self.types.len());
+        for (i, t) in self.types.values().enumerate() {
+            let Some(s) = out.get_mut(i) else {
+                out.push(ClientTypeStatus {
+                    type_url: t.type_url.clone(),
+                    wildcard: t.wanted.wildcard,
+                    names: t.wanted.names.iter().cloned().collect(),
+                    version: t.version.clone(),
+                    nonce: t.nonce.clone(),
+                    resources: t.resources.len(),
+                    last_nack: t.last_nack.clone(),
+                    received_at: t.received_at,
+                });
+                continue;
+            };
+            s.type_url.clone_from(&t.type_url);
+            s.wildcard = t.wanted.wildcard;
+            if !s.names.iter().eq(t.wanted.names.iter()) {
+                s.names.clear();
+                s.names.extend(t.wanted.names.iter().cloned());
+            }
+            s.version.clone_from(&t.version);
+            s.nonce.clone_from(&t.nonce);
+            s.resources = t.resources.len();
+            s.last_nack.clone_from(&t.last_nack);
+            s.received_at = t.received_at;
+        }
     }
 }
 

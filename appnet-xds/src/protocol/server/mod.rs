@@ -5,7 +5,7 @@ mod state;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use state::{TypeState, Work};
+use state::TypeState;
 
 use super::subscription::Diff;
 use super::{
@@ -484,25 +484,25 @@ impl ServerStream {
             if let Some(e) = self.errors.pop() {
                 return Err(e);
             }
-            let Some((type_url, removal_phase)) = self.next_due(store) else {
+            let Some((at, removal_phase)) = self.next_due(store) else {
                 return Ok(None);
             };
             self.nonces += 1;
             let nonce = format!("{:x}-{}", self.stream_id, self.nonces);
             let limit = self.config.max_message_size;
-            let Some(t) = self.types.get_mut(&type_url) else {
+            let Some(t) = self.types.values_mut().nth(at) else {
                 return Ok(None);
             };
             match self.variant {
                 Variant::Sotw => {
                     return t
-                        .build_sotw(store, removal_phase, &nonce, limit, now)
+                        .build_sotw(store, removal_phase, nonce, limit, now)
                         .map(|r| Some(Response::Sotw(r)));
                 }
                 Variant::Delta => {
                     let limits = (self.config.delta_chunk_size.min(limit), limit);
                     let built =
-                        t.build_delta(store, removal_phase, &nonce, limits, now, &mut self.errors);
+                        t.build_delta(store, removal_phase, nonce, limits, now, &mut self.errors);
                     if let Some(r) = built {
                         return Ok(Some(Response::Delta(r)));
                     }
@@ -512,38 +512,39 @@ impl ServerStream {
         Ok(None)
     }
 
-    /// The type whose response goes next, and whether it is a removal
-    /// phase; `None` when nothing is due or the next in order waits for its
-    /// ACK (nothing overtakes it).
-    fn next_due(&mut self, store: &ResourceStore) -> Option<(String, bool)> {
-        // Settle every type first, then choose by reference: one copy of the
-        // chosen type URL, none of the others (this runs on every request
-        // and push).
+    /// The type whose response goes next (its place in `self.types`), and
+    /// whether it is a removal phase; `None` when nothing is due or the next
+    /// in order waits for its ACK (nothing overtakes it).
+    fn next_due(&mut self, store: &ResourceStore) -> Option<(usize, bool)> {
+        // Settle every type first, then choose by reference, copying
+        // nothing: this runs on every request and push.
         let variant = self.variant;
         let steps = self.config.delta_steps_in_flight;
-        let mut due: Vec<(&TypeState, Work)> = self
-            .types
-            .values_mut()
-            .filter(|t| t.requests > 0)
-            .map(|t| {
-                let work = t.settle(store, variant);
-                (&*t, work)
-            })
-            .collect();
-        due.sort_by(|(a, _), (b, _)| {
-            (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url))
-        });
-        let mut pick = due.iter().find(|(_, w)| w.make).map(|d| (d, false));
-        if pick.is_none() {
-            due.sort_by(|(a, _), (b, _)| {
-                (a.rule.break_rank, &a.type_url).cmp(&(b.rule.break_rank, &b.type_url))
-            });
-            pick = due.iter().find(|(_, w)| w.removal).map(|d| (d, true));
+        for t in self.types.values_mut().filter(|t| t.requests > 0) {
+            t.work = t.settle(store, variant);
         }
+        let active = || {
+            self.types
+                .values()
+                .enumerate()
+                .filter(|(_, t)| t.requests > 0)
+        };
+        let pick = active()
+            .filter(|(_, t)| t.work.make)
+            .min_by(|(_, a), (_, b)| {
+                (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url))
+            })
+            .map(|(i, t)| (i, t, false))
+            .or_else(|| {
+                active()
+                    .filter(|(_, t)| t.work.removal)
+                    .min_by(|(_, a), (_, b)| {
+                        (a.rule.break_rank, &a.type_url).cmp(&(b.rule.break_rank, &b.type_url))
+                    })
+                    .map(|(i, t)| (i, t, true))
+            });
         match pick {
-            Some(((t, _), removal)) if may_send(t, removal, variant, steps) => {
-                Some((t.type_url.clone(), removal))
-            }
+            Some((i, t, removal)) if may_send(t, removal, variant, steps) => Some((i, removal)),
             _ => None,
         }
     }
@@ -652,13 +653,26 @@ fn resolve(
             AckState::Nacked(nack)
         }
         None => {
-            let acked = Acked {
+            // Kept in the buffers of the last ACK: one per response.
+            match &mut t.acked {
+                Some(last) => {
+                    last.version.clone_from(&sent.version);
+                    last.nonce.clone_from(&sent.nonce);
+                    last.at = now;
+                }
+                none => {
+                    *none = Some(Acked {
+                        version: sent.version.clone(),
+                        nonce: sent.nonce.clone(),
+                        at: now,
+                    });
+                }
+            }
+            AckState::Acked(Acked {
                 version: sent.version,
                 nonce: sent.nonce,
                 at: now,
-            };
-            t.acked = Some(acked.clone());
-            AckState::Acked(acked)
+            })
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One type's state on a server stream, and how it turns store changes into
 //! responses.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -96,6 +97,8 @@ pub(super) struct TypeState {
     /// before the response arrived. Settled when that response (name →
     /// version and the response's `seq`) is answered.
     uncertain: BTreeMap<String, (String, u64)>,
+    /// What [`Self::settle`] found pending when last called.
+    pub(super) work: Work,
     pub(super) latest_nonce: Option<String>,
     pub(super) acked: Option<Acked>,
     pub(super) last_nack: Option<Nack>,
@@ -119,6 +122,7 @@ impl TypeState {
             answered_through: 0,
             continuing: None,
             uncertain: BTreeMap::new(),
+            work: Work::default(),
             latest_nonce: None,
             acked: None,
             last_nack: None,
@@ -261,7 +265,7 @@ impl TypeState {
             _ => None,
         };
         match changed {
-            Some(names) => self.dirty.extend(names.into_iter().map(str::to_owned)),
+            Some(names) => self.dirty.extend(names.map(str::to_owned)),
             None => {
                 let all = store.iter(&self.type_url).map(|(n, _)| n.to_owned());
                 self.dirty.extend(all);
@@ -328,8 +332,8 @@ impl TypeState {
     /// Brings the dirty set up to date and says what work is pending.
     pub(super) fn settle(&mut self, store: &ResourceStore, variant: Variant) -> Work {
         self.refresh(store);
-        let dirty = std::mem::take(&mut self.dirty);
-        for name in dirty {
+        // Popped one by one, so the set keeps its node for the next change.
+        while let Some(name) = self.dirty.pop_first() {
             self.pending_make.remove(&name);
             self.pending_remove.remove(&name);
             match self.classify(&name, store, variant) {
@@ -368,7 +372,11 @@ impl TypeState {
     ) {
         self.must_respond = false;
         self.responses += 1;
-        self.latest_nonce = Some(nonce.to_owned());
+        // Reuses the last nonce's buffer: this runs for every response.
+        match &mut self.latest_nonce {
+            Some(latest) => nonce.clone_into(latest),
+            None => self.latest_nonce = Some(nonce.to_owned()),
+        }
         self.in_flight.push_back(InFlight {
             outstanding: Outstanding {
                 nonce: nonce.to_owned(),
@@ -388,7 +396,7 @@ impl TypeState {
         &mut self,
         store: &ResourceStore,
         removal_phase: bool,
-        nonce: &str,
+        nonce: String,
         limit: usize,
         now: Instant,
     ) -> Result<DiscoveryResponse, ProtocolError> {
@@ -438,7 +446,7 @@ impl TypeState {
             version_info: version.clone(),
             resources: contents.into_values().map(|(_, any)| any).collect(),
             type_url: self.type_url.clone(),
-            nonce: nonce.to_owned(),
+            nonce,
             ..Default::default()
         };
         let size = response.encoded_len();
@@ -456,8 +464,33 @@ impl TypeState {
             .iter()
             .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
             .collect();
-        self.mark_sent(nonce, version, now, in_flight);
+        self.mark_sent(&response.nonce, version, now, in_flight);
         Ok(response)
+    }
+
+    /// What a delta response says of `name`: sent at `version`, or (`None`)
+    /// removed or told it does not exist. It supersedes whatever an earlier
+    /// step in flight brought: nothing left to settle. The version is
+    /// written into the entry's existing string when there is one.
+    fn record_sent(&mut self, name: String, version: Option<&str>) {
+        self.uncertain.remove(&name);
+        match version {
+            Some(v) => match self.sent.entry(name) {
+                Entry::Occupied(mut e) => match e.get_mut() {
+                    Some(have) => v.clone_into(have),
+                    none => *none = Some(v.to_owned()),
+                },
+                Entry::Vacant(e) => {
+                    e.insert(Some(v.to_owned()));
+                }
+            },
+            None if self.sub.names.contains(&name) => {
+                self.sent.insert(name, None);
+            }
+            None => {
+                self.sent.remove(&name);
+            }
+        }
     }
 
     /// Builds an incremental response from the dirty set: in the make phase
@@ -470,7 +503,7 @@ impl TypeState {
         &mut self,
         store: &ResourceStore,
         removal_phase: bool,
-        nonce: &str,
+        nonce: String,
         (chunk, limit): (usize, usize),
         now: Instant,
         errors: &mut Vec<ProtocolError>,
@@ -478,7 +511,7 @@ impl TypeState {
         let mut response = DeltaDiscoveryResponse {
             system_version_info: store.generation().to_string(),
             type_url: self.type_url.clone(),
-            nonce: nonce.to_owned(),
+            nonce,
             ..Default::default()
         };
         let base = response.encoded_len();
@@ -490,7 +523,9 @@ impl TypeState {
         } else {
             &mut self.pending_make
         });
-        let mut done: Vec<(String, Option<String>)> = Vec::new();
+        // Recorded as sent after the loop: classifying the rest looks names
+        // up in `sent`, cheaper while it has not grown.
+        let mut done: Vec<(String, Option<&str>)> = Vec::new();
         let mut full = false;
         while let Some(name) = pending.pop_first() {
             let (entry, version) = match self.classify_with(&name, store, Variant::Delta) {
@@ -501,7 +536,7 @@ impl TypeState {
                         resource: Some(r.resource().clone()),
                         ..Default::default()
                     };
-                    (Some(resource), Some(r.version().to_owned()))
+                    (Some(resource), Some(r.version()))
                 }
                 (Change::NotFound, _) if !removal_phase => (None, None),
                 (Change::Remove, _) if removal_phase => (None, None),
@@ -546,20 +581,7 @@ impl TypeState {
             &mut self.pending_make
         }) = pending;
         for (name, version) in done {
-            // What this response says about the name supersedes whatever
-            // an earlier step in flight brought: nothing left to settle.
-            self.uncertain.remove(&name);
-            match version {
-                Some(v) => {
-                    self.sent.insert(name, Some(v));
-                }
-                None if self.sub.names.contains(&name) => {
-                    self.sent.insert(name, None);
-                }
-                None => {
-                    self.sent.remove(&name);
-                }
-            }
+            self.record_sent(name, version);
         }
         let empty = response.resources.is_empty() && response.removed_resources.is_empty();
         self.continuing = full.then_some(removal_phase);
@@ -572,7 +594,7 @@ impl TypeState {
             .iter()
             .map(|r| (r.name.clone(), r.version.clone()))
             .collect();
-        self.mark_sent(nonce, version, now, in_flight);
+        self.mark_sent(&response.nonce, version, now, in_flight);
         Some(response)
     }
 }
