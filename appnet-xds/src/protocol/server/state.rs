@@ -54,7 +54,34 @@ pub(super) struct InFlight {
     /// Its place among the type's responses (1 for the first).
     seq: u64,
     /// Resources (name → version) it carried.
-    names: BTreeMap<String, String>,
+    names: Carried,
+}
+
+/// The resources one response carried, name → version, sorted by name: a
+/// list rather than a tree, since it is built once per response (most
+/// carry one resource) and looked up only when a subscription changes.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Carried(Vec<(String, String)>);
+
+impl Carried {
+    fn new(mut pairs: Vec<(String, String)>) -> Self {
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Self(pairs)
+    }
+
+    fn get(&self, name: &str) -> Option<&String> {
+        let at = self
+            .0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        self.0.get(at).map(|(_, v)| v)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
 }
 
 /// Server-side state of one type URL on one stream.
@@ -140,7 +167,7 @@ impl TypeState {
             // store meanwhile is removed, not forgotten while the client
             // keeps what the in-flight response brings.
             let held = matches!(self.sent.get(name), Some(Some(_)))
-                || self.in_flight.iter().any(|f| f.names.contains_key(name));
+                || self.in_flight.iter().any(|f| f.names.contains(name));
             if held {
                 self.sent
                     .insert(name.clone(), Some(UNKNOWN_VERSION.to_owned()));
@@ -229,6 +256,9 @@ impl TypeState {
     /// since this request may be missing, so it is sent again; the rest are
     /// gone.
     pub(super) fn settle_uncertain(&mut self, covered_before: &BTreeSet<String>) {
+        if self.uncertain.is_empty() {
+            return;
+        }
         let answered = self.answered_through;
         let (due, later) = std::mem::take(&mut self.uncertain)
             .into_iter()
@@ -363,13 +393,7 @@ impl TypeState {
         }
     }
 
-    fn mark_sent(
-        &mut self,
-        nonce: &str,
-        version: String,
-        now: Instant,
-        names: BTreeMap<String, String>,
-    ) {
+    fn mark_sent(&mut self, nonce: &str, version: String, now: Instant, names: Carried) {
         self.must_respond = false;
         self.responses += 1;
         // Reuses the last nonce's buffer: this runs for every response.
@@ -464,7 +488,7 @@ impl TypeState {
             .iter()
             .filter_map(|(n, v)| Some((n.clone(), v.clone()?)))
             .collect();
-        self.mark_sent(&response.nonce, version, now, in_flight);
+        self.mark_sent(&response.nonce, version, now, Carried::new(in_flight));
         Ok(response)
     }
 
@@ -525,7 +549,13 @@ impl TypeState {
         });
         // Recorded as sent after the loop: classifying the rest looks names
         // up in `sent`, cheaper while it has not grown.
-        let mut done: Vec<(String, Option<&str>)> = Vec::new();
+        let expected = pending.len().min(256);
+        let mut done: Vec<(String, Option<&str>)> = Vec::with_capacity(expected);
+        if removal_phase {
+            response.removed_resources.reserve(expected);
+        } else {
+            response.resources.reserve(expected);
+        }
         let mut full = false;
         while let Some(name) = pending.pop_first() {
             let (entry, version) = match self.classify_with(&name, store, Variant::Delta) {
@@ -594,7 +624,7 @@ impl TypeState {
             .iter()
             .map(|r| (r.name.clone(), r.version.clone()))
             .collect();
-        self.mark_sent(&response.nonce, version, now, in_flight);
+        self.mark_sent(&response.nonce, version, now, Carried::new(in_flight));
         Some(response)
     }
 }
