@@ -362,8 +362,8 @@ impl TypeState {
     /// Brings the dirty set up to date and says what work is pending.
     pub(super) fn settle(&mut self, store: &ResourceStore, variant: Variant) -> Work {
         self.refresh(store);
-        // Popped one by one, so the set keeps its node for the next change.
-        while let Some(name) = self.dirty.pop_first() {
+        let dirty = std::mem::take(&mut self.dirty);
+        for name in dirty {
             self.pending_make.remove(&name);
             self.pending_remove.remove(&name);
             match self.classify(&name, store, variant) {
