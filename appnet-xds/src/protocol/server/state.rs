@@ -549,7 +549,9 @@ impl TypeState {
         });
         // Recorded as sent after the loop: classifying the rest looks names
         // up in `sent`, cheaper while it has not grown.
-        let expected = pending.len().min(256);
+        // A small reserve: most responses carry a change or two, and a
+        // big step grows its vectors as usual.
+        let expected = pending.len().min(16);
         let mut done: Vec<(String, Option<&str>)> = Vec::with_capacity(expected);
         if removal_phase {
             response.removed_resources.reserve(expected);
