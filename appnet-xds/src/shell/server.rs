@@ -473,7 +473,9 @@ impl Driver {
                 };
                 st.pushed += carried as u64;
                 self.ready = Some(resp);
-                self.more = true;
+                // Store changes wake the driver through `changes`: ask again
+                // only for work the core already holds.
+                self.more = st.core.may_have_more();
             }
             Ok(None) => self.more = false,
             // Reported once; the core may go on.

@@ -549,6 +549,15 @@ impl ServerStream {
         }
     }
 
+    /// Whether [`Self::poll_response`] may have more to give before the
+    /// store changes again or a request arrives: an error to report, or a
+    /// type with work it already knows of (the rest of a push in steps,
+    /// removals after updates). A shell that is told of every store change
+    /// may skip asking when this is `false`.
+    pub(crate) fn may_have_more(&self) -> bool {
+        !self.errors.is_empty() || self.types.values().any(TypeState::has_known_work)
+    }
+
     /// When [`Self::handle_timeout`] should next be called (the earliest
     /// ACK deadline), if an ACK timeout is configured and a response waits.
     pub fn poll_timeout(&self) -> Option<Instant> {

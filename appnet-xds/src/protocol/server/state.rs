@@ -277,6 +277,16 @@ impl TypeState {
         }
     }
 
+    /// Whether this type holds work it already knows of: names to examine
+    /// or to send, or a response owed. Store changes it has not looked at
+    /// yet are not counted.
+    pub(super) fn has_known_work(&self) -> bool {
+        self.must_respond
+            || !self.dirty.is_empty()
+            || !self.pending_make.is_empty()
+            || !self.pending_remove.is_empty()
+    }
+
     /// Seeds what a reconnecting delta client already has.
     pub(super) fn note_initial_versions(&mut self, versions: &BTreeMap<String, String>) {
         for (name, version) in versions {
