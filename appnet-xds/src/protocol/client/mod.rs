@@ -571,3 +571,54 @@ fn delta_request(t: &mut ClientType, node: Option<Node>) -> DeltaDiscoveryReques
     t.announced = t.wanted.clone();
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientConfig, ClientStream, ClientTypeStatus};
+    use crate::protocol::{StreamKind, Variant, type_url};
+
+    /// `status_into` over whatever a snapshot held before gives exactly
+    /// what `status` builds from nothing, as types come and names change.
+    #[test]
+    fn status_written_in_place_equals_status_built_fresh() {
+        let mut client = ClientStream::new(
+            Variant::Delta,
+            StreamKind::Aggregated,
+            None,
+            ClientConfig::default(),
+        );
+        let stale = ClientTypeStatus {
+            type_url: "stale".into(),
+            wildcard: true,
+            names: vec!["x".into(), "y".into()],
+            version: "v9".into(),
+            nonce: "n9".into(),
+            resources: 7,
+            last_nack: Some("old".into()),
+            received_at: Some(std::time::Instant::now()),
+        };
+        let mut published = vec![stale.clone(), stale.clone(), stale];
+        let mut check = |client: &ClientStream| {
+            client.status_into(&mut published);
+            assert_eq!(published, client.status());
+        };
+        check(&client);
+        client
+            .subscribe(type_url::CLUSTER, ["a", "b"])
+            .expect("aggregated streams take every type");
+        check(&client);
+        client
+            .subscribe_wildcard(type_url::ADDRESS)
+            .expect("aggregated streams take every type");
+        client
+            .subscribe(type_url::LISTENER, ["l"])
+            .expect("aggregated streams take every type");
+        check(&client);
+        client
+            .unsubscribe(type_url::CLUSTER, ["a"])
+            .expect("aggregated streams take every type");
+        check(&client);
+        assert_eq!(published.len(), 3);
+        assert_eq!(published[0].names, vec!["b".to_owned()]);
+    }
+}
