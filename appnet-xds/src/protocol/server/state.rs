@@ -659,3 +659,30 @@ fn set_version<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     }
     hex16(ctx.finish().as_ref())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Carried;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn carried_finds_every_name_in_order_or_not() {
+        for list in [
+            pairs(&[("a", "1"), ("b", "2"), ("c", "3")]),
+            pairs(&[("c", "3"), ("a", "1"), ("b", "2")]),
+        ] {
+            let carried = Carried::new(list);
+            assert_eq!(carried.get("a").map(String::as_str), Some("1"));
+            assert_eq!(carried.get("b").map(String::as_str), Some("2"));
+            assert_eq!(carried.get("c").map(String::as_str), Some("3"));
+            assert!(!carried.contains("ab"));
+            assert!(!carried.contains(""));
+        }
+        assert!(!Carried::default().contains("a"));
+    }
+}
