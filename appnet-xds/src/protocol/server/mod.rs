@@ -516,33 +516,35 @@ impl ServerStream {
     /// whether it is a removal phase; `None` when nothing is due or the next
     /// in order waits for its ACK (nothing overtakes it).
     fn next_due(&mut self, store: &ResourceStore) -> Option<(usize, bool)> {
-        // Settle every type first, then choose by reference, copying
-        // nothing: this runs on every request and push.
+        // One pass: settle each type and keep the first in make order with
+        // updates and the first in break order with removals, by reference
+        // (this runs on every request and push).
         let variant = self.variant;
         let steps = self.config.delta_steps_in_flight;
-        for t in self.types.values_mut().filter(|t| t.requests > 0) {
-            t.work = t.settle(store, variant);
+        fn make_key(t: &TypeState) -> (u32, &str) {
+            (t.rule.make_rank, &t.type_url)
         }
-        let active = || {
-            self.types
-                .values()
-                .enumerate()
-                .filter(|(_, t)| t.requests > 0)
-        };
-        let pick = active()
-            .filter(|(_, t)| t.work.make)
-            .min_by(|(_, a), (_, b)| {
-                (a.rule.make_rank, &a.type_url).cmp(&(b.rule.make_rank, &b.type_url))
-            })
+        fn break_key(t: &TypeState) -> (u32, &str) {
+            (t.rule.break_rank, &t.type_url)
+        }
+        let mut make: Option<(usize, &TypeState)> = None;
+        let mut removal: Option<(usize, &TypeState)> = None;
+        for (i, t) in self.types.values_mut().enumerate() {
+            if t.requests == 0 {
+                continue;
+            }
+            let work = t.settle(store, variant);
+            let t = &*t;
+            if work.make && make.is_none_or(|(_, m)| make_key(t) < make_key(m)) {
+                make = Some((i, t));
+            }
+            if work.removal && removal.is_none_or(|(_, r)| break_key(t) < break_key(r)) {
+                removal = Some((i, t));
+            }
+        }
+        let pick = make
             .map(|(i, t)| (i, t, false))
-            .or_else(|| {
-                active()
-                    .filter(|(_, t)| t.work.removal)
-                    .min_by(|(_, a), (_, b)| {
-                        (a.rule.break_rank, &a.type_url).cmp(&(b.rule.break_rank, &b.type_url))
-                    })
-                    .map(|(i, t)| (i, t, true))
-            });
+            .or(removal.map(|(i, t)| (i, t, true)));
         match pick {
             Some((i, t, removal)) if may_send(t, removal, variant, steps) => Some((i, removal)),
             _ => None,

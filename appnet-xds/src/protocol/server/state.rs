@@ -124,8 +124,6 @@ pub(super) struct TypeState {
     /// before the response arrived. Settled when that response (name →
     /// version and the response's `seq`) is answered.
     uncertain: BTreeMap<String, (String, u64)>,
-    /// What [`Self::settle`] found pending when last called.
-    pub(super) work: Work,
     pub(super) latest_nonce: Option<String>,
     pub(super) acked: Option<Acked>,
     pub(super) last_nack: Option<Nack>,
@@ -149,7 +147,6 @@ impl TypeState {
             answered_through: 0,
             continuing: None,
             uncertain: BTreeMap::new(),
-            work: Work::default(),
             latest_nonce: None,
             acked: None,
             last_nack: None,
