@@ -391,6 +391,33 @@ fn a_name_resubscribed_while_in_flight_and_deleted_meanwhile_is_removed() {
 }
 
 #[test]
+fn a_name_dropped_and_rewidened_into_while_in_flight_and_deleted_is_removed() {
+    let mut p = seeded();
+    let now = Instant::now();
+    let mut s = stream();
+    s.handle_request(request(EDS, &["a"], &[], ""), now)
+        .unwrap();
+    let r1 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(updated(&r1), ["a"]);
+    // Before r1 arrives, the client drops "a", then subscribes to the
+    // wildcard, which covers "a" again: it may have taken r1's "a" or not,
+    // depending on when the wildcard came. "a" is deleted meanwhile.
+    s.handle_request(request(EDS, &[], &["a"], ""), now)
+        .unwrap();
+    p.remove(EDS, "a");
+    s.handle_request(request(EDS, &["*"], &[], &r1.nonce), now)
+        .unwrap();
+    let r2 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(updated(&r2), ["b", "c"]);
+    s.handle_request(request(EDS, &[], &[], &r2.nonce), now)
+        .unwrap();
+    // So the server takes it back, in case the client has it.
+    let r3 = poll(&mut s, &p, now).unwrap();
+    assert_eq!(r3.removed_resources, ["a"]);
+    assert!(r3.resources.is_empty());
+}
+
+#[test]
 fn a_later_step_supersedes_what_an_unsubscribed_earlier_step_carried() {
     let mut p = Pair::new();
     for n in ["a", "x", "z"] {

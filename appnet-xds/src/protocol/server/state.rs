@@ -250,8 +250,10 @@ impl TypeState {
     /// After the answer to the response that carried them: an uncertain
     /// resource the client covered when that response arrived
     /// (`covered_before`) and still covers was taken; one it covers only
-    /// since this request may be missing, so it is sent again; the rest are
-    /// gone.
+    /// since this request may or may not have been taken (the request that
+    /// widened the subscription may have been made before the response
+    /// arrived, or after), so it is held at an unknown version: sent again
+    /// if it exists, removed if it does not; the rest are gone.
     pub(super) fn settle_uncertain(&mut self, covered_before: &BTreeSet<String>) {
         if self.uncertain.is_empty() {
             return;
@@ -265,11 +267,12 @@ impl TypeState {
             if !self.sub.covers(&name) {
                 continue;
             }
-            if covered_before.contains(&name) {
-                self.sent.insert(name.clone(), Some(version));
+            let held = if covered_before.contains(&name) {
+                version
             } else {
-                self.sent.remove(&name);
-            }
+                UNKNOWN_VERSION.to_owned()
+            };
+            self.sent.insert(name.clone(), Some(held));
             self.dirty.insert(name);
         }
     }
