@@ -1,4 +1,5 @@
-//! The tonic server shell: a shared store, one task per stream.
+//! The tonic server shell: a shared store, and per stream a response stream
+//! the transport polls, which drives that stream's protocol core.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,7 +11,10 @@ use std::time::{Duration, Instant};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
+use std::task::{Context, Poll};
+
 use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::protocol::{
@@ -87,8 +91,8 @@ struct Shared {
 /// An xDS management server: a shared [`ResourceStore`] served over ADS,
 /// state-of-the-world and delta, to any number of streams.
 ///
-/// Each stream is a task driving a [`ServerStream`]: requests are handled as
-/// they arrive; store changes wake every stream, which waits
+/// Each stream drives a [`ServerStream`] as the transport polls it: requests
+/// are handled as they arrive; store changes wake every stream, which waits
 /// [`XdsServerConfig::debounce`] to coalesce a burst, then pushes only what
 /// changed for its subscriptions. Cloning is cheap and shares the store.
 #[derive(Clone, Debug)]
@@ -308,24 +312,21 @@ impl XdsServer {
                 timeout,
             ));
         }
-        let driver = Driver {
-            changes: self.shared.generation.subscribe(),
+        ResponseStream {
+            changes: WatchStream::from_changes(self.shared.generation.subscribe()),
             shared: self.shared.clone(),
             state,
             id,
             inbound: Box::pin(inbound),
             push_at: None,
-            ready: None,
+            ack_timer: None,
             more: false,
-        };
-        ResponseStream {
-            driver: Some(driver),
-            step: None,
+            ended: false,
         }
     }
 }
 
-/// What a stream's task and [`XdsServer::status`] share.
+/// What a stream, its ACK watcher and [`XdsServer::status`] share.
 #[derive(Debug)]
 struct StreamState {
     core: ServerStream,
@@ -367,22 +368,30 @@ impl StreamState {
 
 type Inbound = Pin<Box<dyn Stream<Item = Result<Request, tonic::Status>> + Send>>;
 
-/// One stream's state between responses. Dropping it (the stream ended or
-/// the transport dropped it) unregisters the stream.
-struct Driver {
+/// The responses of one stream, computed as the transport asks for them: a
+/// poll reads the requests that arrived, notices store changes and asks the
+/// core for what is due, with no task, channel or per-response future in
+/// between. Dropping it (the stream ended or the transport dropped it)
+/// unregisters the stream.
+pub(super) struct ResponseStream {
     shared: Arc<Shared>,
     state: Arc<Mutex<StreamState>>,
     id: u64,
     inbound: Inbound,
-    changes: watch::Receiver<u64>,
-    push_at: Option<tokio::time::Instant>,
-    /// A response computed and not yet handed out.
-    ready: Option<Response>,
-    /// The core may have another response due: ask it before waiting.
+    /// Yields when the store's generation moves.
+    changes: WatchStream<u64>,
+    /// The debounce timer, armed by the first change of a burst.
+    push_at: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The ACK deadline timer (only with an ACK timeout), kept across polls
+    /// and reset when the deadline moves.
+    ack_timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
+    /// The core may have a response due: ask it before waiting.
     more: bool,
+    /// The stream is over: every later poll ends it.
+    ended: bool,
 }
 
-impl Drop for Driver {
+impl Drop for ResponseStream {
     fn drop(&mut self) {
         self.shared
             .clients
@@ -392,73 +401,15 @@ impl Drop for Driver {
     }
 }
 
-impl Driver {
+impl ResponseStream {
     fn state(&self) -> std::sync::MutexGuard<'_, StreamState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The next response, with the driver to ask for the one after; `None`
-    /// when the stream is over (the client left, or an ACK timed out).
-    async fn next(mut self) -> Option<(Response, Self)> {
-        let debounce = self.shared.config.debounce;
-        loop {
-            if self.state().closed {
-                return None;
-            }
-            if let Some(r) = self.ready.take() {
-                return Some((r, self));
-            }
-            if self.more {
-                self.fill();
-                continue;
-            }
-            let ack_deadline = self
-                .state()
-                .core
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
-            tokio::select! {
-                msg = self.inbound.next() => match msg {
-                    Some(Ok(req)) => {
-                        {
-                            let mut st = self.state();
-                            st.requests += 1;
-                            if let Err(e) = st.core.handle_request(req, Instant::now()) {
-                                st.last_error = Some(e.to_string());
-                            }
-                        }
-                        self.fill();
-                    }
-                    _ => return None,
-                },
-                changed = self.changes.changed() => {
-                    changed.ok()?;
-                    if debounce.is_zero() {
-                        // No timer round trip when pushes are not debounced.
-                        self.changes.borrow_and_update();
-                        self.fill();
-                    } else if self.push_at.is_none() {
-                        self.push_at = Some(tokio::time::Instant::now() + debounce);
-                    }
-                }
-                () = sleep_until(self.push_at) => {
-                    self.push_at = None;
-                    self.changes.borrow_and_update();
-                    self.fill();
-                }
-                () = sleep_until(ack_deadline) => {
-                    if self.state().check_acks(Instant::now()) {
-                        return None;
-                    }
-                }
-            }
-        }
     }
 
     /// Asks the core for the next response due now. One at a time: each goes
     /// to the transport before the next is built, so a delta push in steps
     /// is built while the client applies the step before.
-    fn fill(&mut self) {
+    fn fill(&mut self) -> Option<Response> {
         let store = self
             .shared
             .store
@@ -472,52 +423,115 @@ impl Driver {
                     Response::Delta(r) => r.resources.len(),
                 };
                 st.pushed += carried as u64;
-                self.ready = Some(resp);
-                // Store changes wake the driver through `changes`: ask again
+                // Store changes wake the stream through `changes`: ask again
                 // only for work the core already holds.
                 self.more = st.core.may_have_more();
+                Some(resp)
             }
-            Ok(None) => self.more = false,
+            Ok(None) => {
+                self.more = false;
+                None
+            }
             // Reported once; the core may go on.
             Err(e) => {
                 st.last_error = Some(e.to_string());
                 self.more = true;
+                None
             }
         }
     }
-}
 
-type Step = Pin<Box<dyn Future<Output = Option<(Response, Driver)>> + Send>>;
-
-/// The responses of one stream, computed as the transport asks for them.
-pub(super) struct ResponseStream {
-    driver: Option<Driver>,
-    step: Option<Step>,
+    /// Polls the ACK deadline, if the core has one: whether it passed.
+    fn poll_ack_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.state().core.poll_timeout() else {
+            self.ack_timer = None;
+            return false;
+        };
+        let at = tokio::time::Instant::from_std(deadline);
+        match &mut self.ack_timer {
+            Some((armed, sleep)) => {
+                if *armed != deadline {
+                    *armed = deadline;
+                    sleep.as_mut().reset(at);
+                }
+            }
+            None => self.ack_timer = Some((deadline, Box::pin(tokio::time::sleep_until(at)))),
+        }
+        self.ack_timer
+            .as_mut()
+            .is_some_and(|(_, sleep)| sleep.as_mut().poll(cx).is_ready())
+    }
 }
 
 impl Stream for ResponseStream {
     type Item = Response;
 
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Response>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Response>> {
         let this = &mut *self;
-        if this.step.is_none() {
-            let Some(driver) = this.driver.take() else {
-                return std::task::Poll::Ready(None);
-            };
-            this.step = Some(Box::pin(driver.next()));
+        let debounce = this.shared.config.debounce;
+        loop {
+            if this.ended || this.state().closed {
+                this.ended = true;
+                return Poll::Ready(None);
+            }
+            if this.more {
+                if let Some(response) = this.fill() {
+                    return Poll::Ready(Some(response));
+                }
+                continue;
+            }
+            match this.inbound.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(req))) => {
+                    let mut st = this.state();
+                    st.requests += 1;
+                    if let Err(e) = st.core.handle_request(req, Instant::now()) {
+                        st.last_error = Some(e.to_string());
+                    }
+                    drop(st);
+                    this.more = true;
+                    continue;
+                }
+                // The client left, or its stream broke.
+                Poll::Ready(_) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
+            }
+            match Pin::new(&mut this.changes).poll_next(cx) {
+                Poll::Ready(Some(_)) => {
+                    if debounce.is_zero() {
+                        // No timer round trip when pushes are not debounced.
+                        this.more = true;
+                    } else if this.push_at.is_none() {
+                        let at = tokio::time::Instant::now() + debounce;
+                        this.push_at = Some(Box::pin(tokio::time::sleep_until(at)));
+                    }
+                    continue;
+                }
+                // The server is gone.
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
+            }
+            if let Some(sleep) = this.push_at.as_mut()
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                this.push_at = None;
+                this.more = true;
+                continue;
+            }
+            if this.poll_ack_deadline(cx) {
+                if this.state().check_acks(Instant::now()) {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                continue;
+            }
+            return Poll::Pending;
         }
-        let Some(step) = this.step.as_mut() else {
-            return std::task::Poll::Ready(None);
-        };
-        let out = std::task::ready!(step.as_mut().poll(cx));
-        this.step = None;
-        std::task::Poll::Ready(out.map(|(response, driver)| {
-            this.driver = Some(driver);
-            response
-        }))
     }
 }
 
@@ -562,13 +576,6 @@ async fn watch_acks(
                 .remove(&id);
             return;
         }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
