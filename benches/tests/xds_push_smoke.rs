@@ -41,3 +41,28 @@ fn push_bench_prints_every_figure() {
         .expect("run xds_push_bench");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn floor_bench_prints_its_figures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xds_fanout_floor"))
+        .args(["--clients", "5", "--rounds", "3"])
+        .output()
+        .expect("run xds_fanout_floor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "floor fan-out to 5 delta clients (3 rounds, transport only): until all have it p50",
+        "floor fan-out CPU per round",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_xds_fanout_floor"))
+        .args(["--rounds", "some"])
+        .output()
+        .expect("run xds_fanout_floor");
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -1,0 +1,321 @@
+//! The floor under `xds_push_bench`'s fan-out: the same traffic over the
+//! same stack (tonic, hyper, h2, prost, tokio, loopback TCP) with no xDS
+//! logic on either side.
+//!
+//! ```text
+//! cargo run --release -p appnet-benches --bin xds_fanout_floor [-- --clients C] [--rounds R]
+//! ```
+//!
+//! C clients (default 1,000) open a delta ADS stream each to a tonic server
+//! whose streams keep no state: R times (default 100) the server sends every
+//! stream one `DeltaDiscoveryResponse` carrying one changed WDS workload
+//! (the same bytes `xds_push_bench` pushes), each client publishes the
+//! response's version to a `watch` channel (stamped like the real client's
+//! snapshot) and answers with an ACK, which the server reads and drops.
+//! Nothing is validated, stored, diffed or tracked. The time until every
+//! client has published the round's version, and the CPU per round, are
+//! what the transport alone costs: `xds_push_bench`'s figures minus these are
+//! what appnet-xds adds.
+
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use appnet_benches::XdsBench;
+use appnet_xds::{Resource, encode_any, type_url};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    Resource as WireResource,
+};
+use envoy_types::pb::google::protobuf::Any;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Endpoint;
+use tonic::transport::server::TcpIncoming;
+
+const USAGE: &str = "usage: xds_fanout_floor [--clients C] [--rounds R]";
+
+/// What every stream sends when the round moves: the round's response.
+#[derive(Clone)]
+struct Floor {
+    round: watch::Receiver<Arc<DeltaDiscoveryResponse>>,
+}
+
+/// One stream: reads (and drops) what the client sends, and sends the
+/// round's response when it changes. Polled by the transport, like the real
+/// server's response stream: no task, channel or per-response future.
+struct FloorStream {
+    inbound: tonic::Streaming<DeltaDiscoveryRequest>,
+    rounds: WatchStream<Arc<DeltaDiscoveryResponse>>,
+    nonce: u64,
+}
+
+impl Stream for FloorStream {
+    type Item = Result<DeltaDiscoveryResponse, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match Pin::new(&mut this.inbound).poll_next(cx) {
+                Poll::Ready(Some(Ok(_ack))) => continue,
+                Poll::Ready(_) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            return match Pin::new(&mut this.rounds).poll_next(cx) {
+                Poll::Ready(Some(round)) => {
+                    let mut response = DeltaDiscoveryResponse::clone(&round);
+                    this.nonce += 1;
+                    response.nonce = this.nonce.to_string();
+                    Poll::Ready(Some(Ok(response)))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+type Unimplemented =
+    Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Floor {
+    type StreamAggregatedResourcesStream = Unimplemented;
+    type DeltaAggregatedResourcesStream = FloorStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        _request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("delta only"))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
+        Ok(tonic::Response::new(FloorStream {
+            inbound: request.into_inner(),
+            rounds: WatchStream::from_changes(self.round.clone()),
+            nonce: 0,
+        }))
+    }
+}
+
+/// What a client publishes: the version it last received, and when.
+type Seen = watch::Receiver<Option<(String, Instant)>>;
+
+/// One client: subscribes (retrying, as a thousand connects at once can
+/// overflow the listen backlog), then publishes each response's version and
+/// ACKs it. Returns when the stream ends.
+async fn run_client(endpoint: Endpoint, seen: watch::Sender<Option<(String, Instant)>>) {
+    let (tx, mut inbound) = loop {
+        if let Ok(channel) = endpoint.connect().await {
+            let mut grpc = AggregatedDiscoveryServiceClient::new(channel);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(DeltaDiscoveryRequest {
+                type_url: type_url::ADDRESS.to_owned(),
+                resource_names_subscribe: vec!["*".to_owned()],
+                ..Default::default()
+            });
+            if let Ok(response) = grpc
+                .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
+                .await
+            {
+                break (tx, response.into_inner());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    while let Some(Ok(response)) = inbound.next().await {
+        if let Some(r) = response.resources.first() {
+            seen.send_replace(Some((r.version.clone(), Instant::now())));
+        }
+        let _ = tx.send(DeltaDiscoveryRequest {
+            type_url: response.type_url,
+            response_nonce: response.nonce,
+            ..Default::default()
+        });
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// CPU time (user + system) of this process so far (zero where
+/// unavailable), from `/proc/self/stat` in 10 ms ticks.
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+async fn run(clients: usize, rounds: usize) -> Result<(), String> {
+    // The workload `xds_push_bench` changes each round, with the same
+    // trailing unknown field.
+    let bench = XdsBench::new(1, 1);
+    let workload = bench
+        .workloads
+        .resources()
+        .first()
+        .ok_or("no workload generated")?;
+    let name = workload.name().into_owned();
+    let base = encode_any(workload);
+    let response_for = |round: usize| {
+        let mut value = base.value.clone();
+        value.extend_from_slice(&[0xb8, 0x3e]);
+        value.push(u8::try_from(round % 128).unwrap_or(0));
+        DeltaDiscoveryResponse {
+            system_version_info: String::new(),
+            type_url: type_url::ADDRESS.to_owned(),
+            resources: vec![WireResource {
+                name: name.clone(),
+                version: format!("v{round}"),
+                resource: Some(Any {
+                    type_url: base.type_url.clone(),
+                    value,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    };
+    let (round_tx, round_rx) = watch::channel(Arc::new(response_for(usize::MAX)));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AggregatedDiscoveryServiceServer::new(Floor {
+                round: round_rx,
+            }))
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
+    );
+    let endpoint =
+        Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("endpoint: {e}"))?;
+    let mut seen: Vec<Seen> = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(run_client(endpoint.clone(), tx));
+        seen.push(rx);
+    }
+    // Every stream open: the server counts receivers of the round channel
+    // (one per stream, plus its own).
+    let opened = Instant::now();
+    while round_tx.receiver_count() < clients + 1 {
+        if opened.elapsed() > Duration::from_secs(60) {
+            return Err("the clients did not connect within 60 s".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut per_round = Vec::new();
+    let mut per_client = Vec::new();
+    let mut cpu = Duration::ZERO;
+    for round in 0..rounds {
+        let pause = if round == 0 { 500 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let version = format!("v{round}");
+        let response = Arc::new(response_for(round));
+        let cpu_before = cpu_time();
+        let start = Instant::now();
+        round_tx.send_replace(response);
+        let deadline = start + Duration::from_secs(60);
+        let mut arrived: Vec<Option<Duration>> = vec![None; seen.len()];
+        while arrived.iter().any(Option::is_none) {
+            if Instant::now() > deadline {
+                return Err("a client did not get the round within 60 s".to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            for (slot, rx) in arrived.iter_mut().zip(&seen) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some((v, at)) = &*rx.borrow()
+                    && *v == version
+                {
+                    *slot = Some(at.saturating_duration_since(start));
+                }
+            }
+        }
+        cpu += cpu_time().saturating_sub(cpu_before);
+        let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
+        per_round.push(arrived.iter().copied().max().unwrap_or_default());
+        per_client.extend(arrived);
+    }
+    per_round.sort();
+    per_client.sort();
+    println!(
+        "floor fan-out to {clients} delta clients ({rounds} rounds, transport only): until all have it p50 {:.2} ms p99 {:.2} ms; per client p50 {:.2} ms p99 {:.2} ms",
+        ms(percentile(&per_round, 0.5)),
+        ms(percentile(&per_round, 0.99)),
+        ms(percentile(&per_client, 0.5)),
+        ms(percentile(&per_client, 0.99)),
+    );
+    println!(
+        "floor fan-out CPU per round (server, clients and poller, user + system): {:.1} ms, {:.1} µs per client",
+        ms(cpu) / rounds as f64,
+        ms(cpu) * 1000.0 / (rounds * clients.max(1)) as f64,
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut clients = 1_000;
+    let mut rounds = 100;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().and_then(|v| v.parse::<usize>().ok());
+        match (flag.as_str(), value) {
+            ("--clients", Some(n)) => clients = n.max(1),
+            ("--rounds", Some(n)) => rounds = n.max(1),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(clients, rounds)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
