@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod fanout;
 mod handshake;
 mod issue;
 mod measure;

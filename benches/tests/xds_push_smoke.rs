@@ -17,6 +17,7 @@ fn push_bench_prints_every_figure() {
             "3",
             "--fanout-workloads",
             "10",
+            "--split-runtimes",
         ])
         .output()
         .expect("run xds_push_bench");
@@ -32,6 +33,7 @@ fn push_bench_prints_every_figure() {
         "per workload beyond the payload",
         "fan-out of one workload change to 5 delta clients",
         "p99",
+        "fan-out CPU per round, server runtime:",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
@@ -45,7 +47,7 @@ fn push_bench_prints_every_figure() {
 #[test]
 fn floor_bench_prints_its_figures() {
     let out = Command::new(env!("CARGO_BIN_EXE_xds_fanout_floor"))
-        .args(["--clients", "5", "--rounds", "3"])
+        .args(["--clients", "5", "--rounds", "3", "--split-runtimes"])
         .output()
         .expect("run xds_fanout_floor");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -57,6 +59,7 @@ fn floor_bench_prints_its_figures() {
     for needle in [
         "floor fan-out to 5 delta clients (3 rounds, transport only): until all have it p50",
         "floor fan-out CPU per round",
+        "floor fan-out CPU per round, server runtime:",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }

@@ -320,6 +320,7 @@ impl XdsServer {
             inbound: Box::pin(inbound),
             push_at: None,
             ack_timer: None,
+            ack_armed: None,
             more: false,
             ended: false,
         }
@@ -384,7 +385,9 @@ pub(super) struct ResponseStream {
     push_at: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The ACK deadline timer (only with an ACK timeout), kept across polls
     /// and reset when the deadline moves.
-    ack_timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
+    ack_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The deadline `ack_timer` is set to, if one is due.
+    ack_armed: Option<Instant>,
     /// The core may have a response due: ask it before waiting.
     more: bool,
     /// The stream is over: every later poll ends it.
@@ -441,25 +444,48 @@ impl ResponseStream {
         }
     }
 
-    /// Polls the ACK deadline, if the core has one: whether it passed.
+    /// Polls the ACK deadline, if the core has one: whether it passed. The
+    /// timer is allocated once and reset as the deadline moves.
     fn poll_ack_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.shared.config.stream.ack_timeout.is_none() {
+            return false;
+        }
         let Some(deadline) = self.state().core.poll_timeout() else {
-            self.ack_timer = None;
+            self.ack_armed = None;
             return false;
         };
         let at = tokio::time::Instant::from_std(deadline);
-        match &mut self.ack_timer {
-            Some((armed, sleep)) => {
-                if *armed != deadline {
-                    *armed = deadline;
+        let sleep = match &mut self.ack_timer {
+            Some(sleep) => {
+                if self.ack_armed != Some(deadline) {
                     sleep.as_mut().reset(at);
                 }
+                sleep
             }
-            None => self.ack_timer = Some((deadline, Box::pin(tokio::time::sleep_until(at)))),
+            None => self
+                .ack_timer
+                .insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        self.ack_armed = Some(deadline);
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// Ends the stream: it leaves the status view at once (not when the
+    /// transport drops it) and lets go of its timers and request stream's
+    /// buffers; every later poll ends it again.
+    fn end(&mut self) -> Poll<Option<Response>> {
+        if !self.ended {
+            self.ended = true;
+            self.push_at = None;
+            self.ack_timer = None;
+            self.inbound = Box::pin(tokio_stream::empty());
+            self.shared
+                .clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&self.id);
         }
-        self.ack_timer
-            .as_mut()
-            .is_some_and(|(_, sleep)| sleep.as_mut().poll(cx).is_ready())
+        Poll::Ready(None)
     }
 }
 
@@ -471,8 +497,7 @@ impl Stream for ResponseStream {
         let debounce = this.shared.config.debounce;
         loop {
             if this.ended || this.state().closed {
-                this.ended = true;
-                return Poll::Ready(None);
+                return this.end();
             }
             if this.more {
                 if let Some(response) = this.fill() {
@@ -492,10 +517,7 @@ impl Stream for ResponseStream {
                     continue;
                 }
                 // The client left, or its stream broke.
-                Poll::Ready(_) => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
+                Poll::Ready(_) => return this.end(),
                 Poll::Pending => {}
             }
             match Pin::new(&mut this.changes).poll_next(cx) {
@@ -504,16 +526,12 @@ impl Stream for ResponseStream {
                         // No timer round trip when pushes are not debounced.
                         this.more = true;
                     } else if this.push_at.is_none() {
-                        let at = tokio::time::Instant::now() + debounce;
-                        this.push_at = Some(Box::pin(tokio::time::sleep_until(at)));
+                        this.push_at = Some(Box::pin(tokio::time::sleep(debounce)));
                     }
                     continue;
                 }
                 // The server is gone.
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
+                Poll::Ready(None) => return this.end(),
                 Poll::Pending => {}
             }
             if let Some(sleep) = this.push_at.as_mut()
@@ -525,8 +543,7 @@ impl Stream for ResponseStream {
             }
             if this.poll_ack_deadline(cx) {
                 if this.state().check_acks(Instant::now()) {
-                    this.ended = true;
-                    return Poll::Ready(None);
+                    return this.end();
                 }
                 continue;
             }

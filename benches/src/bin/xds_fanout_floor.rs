@@ -3,11 +3,11 @@
 //! logic on either side.
 //!
 //! ```text
-//! cargo run --release -p appnet-benches --bin xds_fanout_floor [-- --clients C] [--rounds R]
+//! cargo run --release -p appnet-benches --bin xds_fanout_floor [-- --clients C] [--rounds R] [--split-runtimes]
 //! ```
 //!
 //! C clients (default 1,000) open a delta ADS stream each to a tonic server
-//! whose streams keep no state: R times (default 100) the server sends every
+//! whose streams keep no state: R times (default 20, as `xds_push_bench`) the server sends every
 //! stream one `DeltaDiscoveryResponse` carrying one changed WDS workload
 //! (the same bytes `xds_push_bench` pushes), each client publishes the
 //! response's version to a `watch` channel (stamped like the real client's
@@ -20,11 +20,17 @@
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use appnet_benches::XdsBench;
-use appnet_xds::{Resource, encode_any, type_url};
+use appnet_benches::fanout::{
+    SERVER_THREADS, ServerRuntime, cpu_time, ms, percentile, threads_cpu,
+};
+use appnet_xds::{
+    DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW, Resource, encode_any, type_url,
+};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -41,12 +47,12 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::Endpoint;
 use tonic::transport::server::TcpIncoming;
 
-const USAGE: &str = "usage: xds_fanout_floor [--clients C] [--rounds R]";
+const USAGE: &str = "usage: xds_fanout_floor [--clients C] [--rounds R] [--split-runtimes]";
 
 /// What every stream sends when the round moves: the round's response.
-#[derive(Clone)]
 struct Floor {
     round: watch::Receiver<Arc<DeltaDiscoveryResponse>>,
+    next_id: AtomicU64,
 }
 
 /// One stream: reads (and drops) what the client sends, and sends the
@@ -55,6 +61,7 @@ struct Floor {
 struct FloorStream {
     inbound: tonic::Streaming<DeltaDiscoveryRequest>,
     rounds: WatchStream<Arc<DeltaDiscoveryResponse>>,
+    id: u64,
     nonce: u64,
 }
 
@@ -73,7 +80,8 @@ impl Stream for FloorStream {
                 Poll::Ready(Some(round)) => {
                     let mut response = DeltaDiscoveryResponse::clone(&round);
                     this.nonce += 1;
-                    response.nonce = this.nonce.to_string();
+                    // The real server's nonce shape: stream id, then count.
+                    response.nonce = format!("{:016x}-{}", this.id, this.nonce);
                     Poll::Ready(Some(Ok(response)))
                 }
                 Poll::Ready(None) => Poll::Ready(None),
@@ -105,6 +113,7 @@ impl AggregatedDiscoveryService for Floor {
         Ok(tonic::Response::new(FloorStream {
             inbound: request.into_inner(),
             rounds: WatchStream::from_changes(self.round.clone()),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
             nonce: 0,
         }))
     }
@@ -147,36 +156,12 @@ async fn run_client(endpoint: Endpoint, seen: watch::Sender<Option<(String, Inst
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+/// A round's resource version, as long as the real store's content hashes.
+fn version_of(round: usize) -> String {
+    format!("{round:016x}")
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// CPU time (user + system) of this process so far (zero where
-/// unavailable), from `/proc/self/stat` in 10 ms ticks.
-fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-async fn run(clients: usize, rounds: usize) -> Result<(), String> {
+async fn run(clients: usize, rounds: usize, split: bool) -> Result<(), String> {
     // The workload `xds_push_bench` changes each round, with the same
     // trailing unknown field.
     let bench = XdsBench::new(1, 1);
@@ -192,11 +177,13 @@ async fn run(clients: usize, rounds: usize) -> Result<(), String> {
         value.extend_from_slice(&[0xb8, 0x3e]);
         value.push(u8::try_from(round % 128).unwrap_or(0));
         DeltaDiscoveryResponse {
-            system_version_info: String::new(),
+            // As the real server: the store generation, and a 16-digit
+            // content-hash-sized resource version.
+            system_version_info: (round.wrapping_add(1000)).to_string(),
             type_url: type_url::ADDRESS.to_owned(),
             resources: vec![WireResource {
                 name: name.clone(),
-                version: format!("v{round}"),
+                version: version_of(round),
                 resource: Some(Any {
                     type_url: base.type_url.clone(),
                     value,
@@ -211,15 +198,27 @@ async fn run(clients: usize, rounds: usize) -> Result<(), String> {
         .await
         .map_err(|e| format!("bind: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServiceServer::new(Floor {
-                round: round_rx,
-            }))
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
-    );
-    let endpoint =
-        Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("endpoint: {e}"))?;
+    let serve = tonic::transport::Server::builder()
+        .add_service(AggregatedDiscoveryServiceServer::new(Floor {
+            round: round_rx,
+            next_id: AtomicU64::new(0x1870_0000_0000),
+        }))
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)));
+    // With `--split-runtimes` the server runs on threads of its own, so its
+    // CPU time is told apart from the clients'.
+    let server_runtime = if split {
+        let rt = ServerRuntime::new().map_err(|e| format!("server runtime: {e}"))?;
+        rt.handle().ok_or("server runtime gone")?.spawn(serve);
+        Some(rt)
+    } else {
+        tokio::spawn(serve);
+        None
+    };
+    // The real client's HTTP/2 windows.
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("endpoint: {e}"))?
+        .initial_stream_window_size(DEFAULT_STREAM_WINDOW)
+        .initial_connection_window_size(DEFAULT_CONNECTION_WINDOW);
     let mut seen: Vec<Seen> = Vec::with_capacity(clients);
     for _ in 0..clients {
         let (tx, rx) = watch::channel(None);
@@ -238,12 +237,14 @@ async fn run(clients: usize, rounds: usize) -> Result<(), String> {
     let mut per_round = Vec::new();
     let mut per_client = Vec::new();
     let mut cpu = Duration::ZERO;
+    let mut server_cpu = Duration::ZERO;
     for round in 0..rounds {
         let pause = if round == 0 { 500 } else { 20 };
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let version = format!("v{round}");
+        let version = version_of(round);
         let response = Arc::new(response_for(round));
-        let cpu_before = cpu_time();
+        let cpu_before = cpu_time("self");
+        let server_cpu_before = threads_cpu(SERVER_THREADS);
         let start = Instant::now();
         round_tx.send_replace(response);
         let deadline = start + Duration::from_secs(60);
@@ -264,7 +265,8 @@ async fn run(clients: usize, rounds: usize) -> Result<(), String> {
                 }
             }
         }
-        cpu += cpu_time().saturating_sub(cpu_before);
+        cpu += cpu_time("self").saturating_sub(cpu_before);
+        server_cpu += threads_cpu(SERVER_THREADS).saturating_sub(server_cpu_before);
         let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
         per_round.push(arrived.iter().copied().max().unwrap_or_default());
         per_client.extend(arrived);
@@ -283,14 +285,30 @@ async fn run(clients: usize, rounds: usize) -> Result<(), String> {
         ms(cpu) / rounds as f64,
         ms(cpu) * 1000.0 / (rounds * clients.max(1)) as f64,
     );
+    if server_runtime.is_some() {
+        let per_client = |d: Duration| ms(d) * 1000.0 / (rounds * clients.max(1)) as f64;
+        let rest = cpu.saturating_sub(server_cpu);
+        println!(
+            "floor fan-out CPU per round, server runtime: {:.1} ms ({:.1} µs per client); clients and poller: {:.1} ms ({:.1} µs per client)",
+            ms(server_cpu) / rounds as f64,
+            per_client(server_cpu),
+            ms(rest) / rounds as f64,
+            per_client(rest),
+        );
+    }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let mut clients = 1_000;
-    let mut rounds = 100;
+    let mut rounds = 20;
+    let mut split = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--split-runtimes" {
+            split = true;
+            continue;
+        }
         let value = args.next().and_then(|v| v.parse::<usize>().ok());
         match (flag.as_str(), value) {
             ("--clients", Some(n)) => clients = n.max(1),
@@ -311,7 +329,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(clients, rounds)) {
+    match runtime.block_on(run(clients, rounds, split)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -23,6 +23,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use appnet_benches::XdsBench;
+use appnet_benches::fanout::{
+    SERVER_THREADS, ServerRuntime, cpu_time, ms, percentile, threads_cpu,
+};
 use appnet_xds::{
     Any, Backoff, Resource, Variant, XdsClient, XdsServer, XdsServerConfig, encode_any, type_url,
 };
@@ -30,7 +33,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Endpoint;
 use tonic::transport::server::TcpIncoming;
 
-const USAGE: &str = "usage: xds_push_bench [--workloads N] [--services M] [--clients C] [--rounds R] [--fanout-workloads F]";
+const USAGE: &str = "usage: xds_push_bench [--workloads N] [--services M] [--clients C] [--rounds R] [--fanout-workloads F] [--split-runtimes]";
 
 #[derive(Debug)]
 struct Args {
@@ -41,6 +44,9 @@ struct Args {
     fanout_workloads: usize,
     /// Internal: run only the full-push server, in a child process.
     serve_only: bool,
+    /// Fan-out: the server on a two-worker runtime of its own, so its CPU
+    /// time is told apart from the clients'.
+    split_runtimes: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -51,6 +57,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         rounds: 20,
         fanout_workloads: 1_000,
         serve_only: false,
+        split_runtimes: false,
     };
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -58,6 +65,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
         if flag == "--serve-only" {
             parsed.serve_only = true;
+            continue;
+        }
+        if flag == "--split-runtimes" {
+            parsed.split_runtimes = true;
             continue;
         }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -74,25 +85,6 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     Ok(parsed)
-}
-
-/// CPU time (user + system) a process has used so far, from
-/// `/proc/<pid>/stat` (zero where unavailable).
-fn cpu_time(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the line, in clock ticks (100 per second).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// A `/proc/self/status` field in bytes (0 where unavailable).
@@ -150,18 +142,6 @@ fn client(addr: std::net::SocketAddr) -> Result<XdsClient, String> {
         ))
         .subscribe_wildcard(type_url::ADDRESS)
         .start())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// The child process of the full push: builds the resources, serves them,
@@ -283,7 +263,21 @@ async fn fan_out(args: &Args) -> Result<(), String> {
     server
         .update(type_url::ADDRESS, resources)
         .map_err(|e| format!("store: {e}"))?;
-    let addr = serve(&server).await?;
+    // With `--split-runtimes` the server's streams run on threads of their
+    // own (its store is still changed from this task).
+    let mut _server_runtime = None;
+    let addr = if args.split_runtimes {
+        let rt = ServerRuntime::new().map_err(|e| format!("server runtime: {e}"))?;
+        let served = server.clone();
+        let addr = rt
+            .handle()
+            .ok_or("server runtime gone")?
+            .spawn(async move { serve(&served).await });
+        _server_runtime = Some(rt);
+        addr.await.map_err(|e| format!("server runtime: {e}"))??
+    } else {
+        serve(&server).await?
+    };
     let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
         clients.push(client(addr)?);
@@ -298,12 +292,14 @@ async fn fan_out(args: &Args) -> Result<(), String> {
         .map_err(|_| "initial sync timed out".to_owned())?
         .map_err(|_| "client stopped".to_owned())?;
     }
+    let rxs: Vec<_> = clients.iter().map(XdsClient::watch).collect();
     let mut per_round = Vec::new();
     let mut per_client = Vec::new();
     // CPU of this process (server, clients and the poller) from each
     // change until every client has it: steadier than the wall time on a
     // shared machine.
     let mut cpu = Duration::ZERO;
+    let mut server_cpu = Duration::ZERO;
     for round in 0..args.rounds {
         // Let the previous round's ACKs (or the initial sync's) drain, so
         // each round measures one change on an idle server.
@@ -319,6 +315,7 @@ async fn fan_out(args: &Args) -> Result<(), String> {
             value,
         };
         let cpu_before = cpu_time("self");
+        let server_cpu_before = threads_cpu(SERVER_THREADS);
         let start = Instant::now();
         server
             .update(type_url::ADDRESS, [(name.clone(), changed)])
@@ -334,7 +331,6 @@ async fn fan_out(args: &Args) -> Result<(), String> {
         // holds the new version; `updated_at` says when it was published,
         // so the figures do not depend on the polling period. (Polling each
         // millisecond took ~6 % of the CPU the clients and server share.)
-        let rxs: Vec<_> = clients.iter().map(XdsClient::watch).collect();
         let deadline = start + Duration::from_secs(60);
         let mut arrived: Vec<Option<Duration>> = vec![None; rxs.len()];
         while arrived.iter().any(Option::is_none) {
@@ -361,6 +357,7 @@ async fn fan_out(args: &Args) -> Result<(), String> {
             }
         }
         cpu += cpu_time("self").saturating_sub(cpu_before);
+        server_cpu += threads_cpu(SERVER_THREADS).saturating_sub(server_cpu_before);
         let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
         let slowest = arrived.iter().copied().max().unwrap_or_default();
         per_client.extend(arrived);
@@ -388,6 +385,17 @@ async fn fan_out(args: &Args) -> Result<(), String> {
         ms(cpu) / args.rounds as f64,
         ms(cpu) * 1000.0 / (args.rounds * args.clients.max(1)) as f64,
     );
+    if args.split_runtimes {
+        let per_client = |d: Duration| ms(d) * 1000.0 / (args.rounds * args.clients.max(1)) as f64;
+        let rest = cpu.saturating_sub(server_cpu);
+        println!(
+            "fan-out CPU per round, server runtime: {:.1} ms ({:.1} µs per client); clients and poller: {:.1} ms ({:.1} µs per client)",
+            ms(server_cpu) / args.rounds as f64,
+            per_client(server_cpu),
+            ms(rest) / args.rounds as f64,
+            per_client(rest),
+        );
+    }
     Ok(())
 }
 
