@@ -1,12 +1,41 @@
-//! Smoke test for `xds_push_bench`: a tiny run prints every figure. No
-//! timing assertions.
+//! Smoke tests for the fan-out benches (`xds_push_bench`,
+//! `xds_fanout_floor`): a tiny run prints every figure, and a bad argument
+//! exits with 2. No timing assertions.
 
 use std::process::Command;
 
+/// Runs `bin` with `args`, checks it succeeded and printed every needle.
+fn prints(bin: &str, args: &[&str], needles: &[&str]) {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in needles {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+}
+
+/// Runs `bin` with a bad argument: usage, exit code 2.
+fn refuses(bin: &str, args: &[&str]) {
+    let bad = Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    assert_eq!(bad.status.code(), Some(2));
+}
+
 #[test]
 fn push_bench_prints_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xds_push_bench"))
-        .args([
+    let bin = env!("CARGO_BIN_EXE_xds_push_bench");
+    prints(
+        bin,
+        &[
             "--workloads",
             "200",
             "--services",
@@ -18,54 +47,30 @@ fn push_bench_prints_every_figure() {
             "--fanout-workloads",
             "10",
             "--split-runtimes",
-        ])
-        .output()
-        .expect("run xds_push_bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[
+            "full delta push: 200 workloads + 20 services (220 resources",
+            "full delta push memory (client process; the server runs in a child): RSS",
+            "per workload beyond the payload",
+            "fan-out of one workload change to 5 delta clients",
+            "p99",
+            "fan-out CPU per round, server runtime:",
+        ],
     );
-    for needle in [
-        "full delta push: 200 workloads + 20 services (220 resources",
-        "full delta push memory (client process; the server runs in a child): RSS",
-        "per workload beyond the payload",
-        "fan-out of one workload change to 5 delta clients",
-        "p99",
-        "fan-out CPU per round, server runtime:",
-    ] {
-        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
-    }
-    let bad = Command::new(env!("CARGO_BIN_EXE_xds_push_bench"))
-        .args(["--clients", "many"])
-        .output()
-        .expect("run xds_push_bench");
-    assert_eq!(bad.status.code(), Some(2));
+    refuses(bin, &["--clients", "many"]);
 }
 
 #[test]
 fn floor_bench_prints_its_figures() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xds_fanout_floor"))
-        .args(["--clients", "5", "--rounds", "3", "--split-runtimes"])
-        .output()
-        .expect("run xds_fanout_floor");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let bin = env!("CARGO_BIN_EXE_xds_fanout_floor");
+    prints(
+        bin,
+        &["--clients", "5", "--rounds", "3", "--split-runtimes"],
+        &[
+            "floor fan-out to 5 delta clients (3 rounds, transport only): until all have it p50",
+            "floor fan-out CPU per round",
+            "floor fan-out CPU per round, server runtime:",
+        ],
     );
-    for needle in [
-        "floor fan-out to 5 delta clients (3 rounds, transport only): until all have it p50",
-        "floor fan-out CPU per round",
-        "floor fan-out CPU per round, server runtime:",
-    ] {
-        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
-    }
-    let bad = Command::new(env!("CARGO_BIN_EXE_xds_fanout_floor"))
-        .args(["--rounds", "some"])
-        .output()
-        .expect("run xds_fanout_floor");
-    assert_eq!(bad.status.code(), Some(2));
+    refuses(bin, &["--rounds", "some"]);
 }
