@@ -1,7 +1,7 @@
 //! What the fan-out benches (`xds_push_bench`, `xds_fanout_floor`) share:
 //! CPU time from `/proc`, percentiles, and the server's own runtime.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The name of a fan-out server's runtime threads when it runs apart from
 /// its clients ([`server_runtime`]).
@@ -78,6 +78,61 @@ impl Drop for ServerRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// How long a round may take before a fan-out bench gives up.
+pub const ROUND_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits until each of `clients` has the round's change, polling every
+/// 5 ms from this one task (no waiter per client): `arrived_at(i)` says
+/// when client `i` published it, if it has, so the figures do not depend
+/// on the polling period. Returns each client's time from `start`, or
+/// `None` past [`ROUND_LIMIT`].
+pub async fn until_all_arrived(
+    clients: usize,
+    start: Instant,
+    mut arrived_at: impl FnMut(usize) -> Option<Instant>,
+) -> Option<Vec<Duration>> {
+    let mut arrived: Vec<Option<Duration>> = vec![None; clients];
+    while arrived.iter().any(Option::is_none) {
+        if start.elapsed() > ROUND_LIMIT {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for (i, slot) in arrived.iter_mut().enumerate() {
+            if slot.is_none() {
+                *slot = arrived_at(i).map(|at| at.saturating_duration_since(start));
+            }
+        }
+    }
+    Some(arrived.into_iter().flatten().collect())
+}
+
+/// The process's CPU time and its server threads' at one moment, to take
+/// a round's share of each.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    process: Duration,
+    server: Duration,
+}
+
+impl CpuMark {
+    /// Now.
+    pub fn now() -> Self {
+        Self {
+            process: cpu_time("self"),
+            server: threads_cpu(SERVER_THREADS),
+        }
+    }
+
+    /// (whole process, [`SERVER_THREADS`]) CPU time spent since `self`.
+    pub fn since(self) -> (Duration, Duration) {
+        let now = Self::now();
+        (
+            now.process.saturating_sub(self.process),
+            now.server.saturating_sub(self.server),
+        )
     }
 }
 

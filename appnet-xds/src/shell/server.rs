@@ -320,7 +320,6 @@ impl XdsServer {
             inbound: Box::pin(inbound),
             push_at: None,
             ack_timer: None,
-            ack_armed: None,
             more: false,
             ended: false,
         }
@@ -386,8 +385,6 @@ pub(super) struct ResponseStream {
     /// The ACK deadline timer (only with an ACK timeout), kept across polls
     /// and reset when the deadline moves.
     ack_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The deadline `ack_timer` is set to, if one is due.
-    ack_armed: Option<Instant>,
     /// The core may have a response due: ask it before waiting.
     more: bool,
     /// The stream is over: every later poll ends it.
@@ -451,13 +448,12 @@ impl ResponseStream {
             return false;
         }
         let Some(deadline) = self.state().core.poll_timeout() else {
-            self.ack_armed = None;
             return false;
         };
         let at = tokio::time::Instant::from_std(deadline);
         let sleep = match &mut self.ack_timer {
             Some(sleep) => {
-                if self.ack_armed != Some(deadline) {
+                if sleep.deadline() != at {
                     sleep.as_mut().reset(at);
                 }
                 sleep
@@ -466,7 +462,6 @@ impl ResponseStream {
                 .ack_timer
                 .insert(Box::pin(tokio::time::sleep_until(at))),
         };
-        self.ack_armed = Some(deadline);
         sleep.as_mut().poll(cx).is_ready()
     }
 

@@ -25,9 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use appnet_benches::XdsBench;
-use appnet_benches::fanout::{
-    SERVER_THREADS, ServerRuntime, cpu_time, ms, percentile, threads_cpu,
-};
+use appnet_benches::fanout::{CpuMark, ServerRuntime, ms, percentile, until_all_arrived};
 use appnet_xds::{
     DEFAULT_CONNECTION_WINDOW, DEFAULT_STREAM_WINDOW, Resource, encode_any, type_url,
 };
@@ -243,31 +241,18 @@ async fn run(clients: usize, rounds: usize, split: bool) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let version = version_of(round);
         let response = Arc::new(response_for(round));
-        let cpu_before = cpu_time("self");
-        let server_cpu_before = threads_cpu(SERVER_THREADS);
+        let mark = CpuMark::now();
         let start = Instant::now();
         round_tx.send_replace(response);
-        let deadline = start + Duration::from_secs(60);
-        let mut arrived: Vec<Option<Duration>> = vec![None; seen.len()];
-        while arrived.iter().any(Option::is_none) {
-            if Instant::now() > deadline {
-                return Err("a client did not get the round within 60 s".to_owned());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            for (slot, rx) in arrived.iter_mut().zip(&seen) {
-                if slot.is_some() {
-                    continue;
-                }
-                if let Some((v, at)) = &*rx.borrow()
-                    && *v == version
-                {
-                    *slot = Some(at.saturating_duration_since(start));
-                }
-            }
-        }
-        cpu += cpu_time("self").saturating_sub(cpu_before);
-        server_cpu += threads_cpu(SERVER_THREADS).saturating_sub(server_cpu_before);
-        let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
+        let arrived = until_all_arrived(seen.len(), start, |i| match &*seen[i].borrow() {
+            Some((v, at)) if *v == version => Some(*at),
+            _ => None,
+        })
+        .await
+        .ok_or("a client did not get the round within 60 s")?;
+        let (round_cpu, round_server_cpu) = mark.since();
+        cpu += round_cpu;
+        server_cpu += round_server_cpu;
         per_round.push(arrived.iter().copied().max().unwrap_or_default());
         per_client.extend(arrived);
     }

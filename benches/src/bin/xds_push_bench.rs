@@ -23,9 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use appnet_benches::XdsBench;
-use appnet_benches::fanout::{
-    SERVER_THREADS, ServerRuntime, cpu_time, ms, percentile, threads_cpu,
-};
+use appnet_benches::fanout::{CpuMark, ServerRuntime, cpu_time, ms, percentile, until_all_arrived};
 use appnet_xds::{
     Any, Backoff, Resource, Variant, XdsClient, XdsServer, XdsServerConfig, encode_any, type_url,
 };
@@ -314,8 +312,7 @@ async fn fan_out(args: &Args) -> Result<(), String> {
             type_url: base.type_url.clone(),
             value,
         };
-        let cpu_before = cpu_time("self");
-        let server_cpu_before = threads_cpu(SERVER_THREADS);
+        let mark = CpuMark::now();
         let start = Instant::now();
         server
             .update(type_url::ADDRESS, [(name.clone(), changed)])
@@ -326,39 +323,22 @@ async fn fan_out(args: &Args) -> Result<(), String> {
                     .map(|r| r.version().to_owned())
             })
             .ok_or("changed resource missing")?;
-        // Poll every client's published snapshot every 5 ms (one task, no
-        // waiter per client): a client has the change when its snapshot
-        // holds the new version; `updated_at` says when it was published,
-        // so the figures do not depend on the polling period. (Polling each
+        // A client has the change when its snapshot holds the new version;
+        // `updated_at` says when it was published. (Polling each
         // millisecond took ~6 % of the CPU the clients and server share.)
-        let deadline = start + Duration::from_secs(60);
-        let mut arrived: Vec<Option<Duration>> = vec![None; rxs.len()];
-        while arrived.iter().any(Option::is_none) {
-            if Instant::now() > deadline {
-                return Err("a client did not get the change within 60 s".to_owned());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            for (slot, rx) in arrived.iter_mut().zip(&rxs) {
-                if slot.is_some() {
-                    continue;
-                }
-                let s = rx.borrow();
-                // Cheap test first: nothing published since the change.
-                if s.updated_at.is_none_or(|at| at < start) {
-                    continue;
-                }
-                let has = s
-                    .get(type_url::ADDRESS, &name)
-                    .is_some_and(|r| r.version() == version);
-                if has {
-                    let at = s.updated_at.unwrap_or_else(Instant::now);
-                    *slot = Some(at.saturating_duration_since(start));
-                }
-            }
-        }
-        cpu += cpu_time("self").saturating_sub(cpu_before);
-        server_cpu += threads_cpu(SERVER_THREADS).saturating_sub(server_cpu_before);
-        let arrived: Vec<Duration> = arrived.into_iter().flatten().collect();
+        let arrived = until_all_arrived(rxs.len(), start, |i| {
+            let s = rxs[i].borrow();
+            // Cheap test first: nothing published since the change.
+            let at = s.updated_at.filter(|at| *at >= start)?;
+            s.get(type_url::ADDRESS, &name)
+                .is_some_and(|r| r.version() == version)
+                .then_some(at)
+        })
+        .await
+        .ok_or("a client did not get the change within 60 s")?;
+        let (round_cpu, round_server_cpu) = mark.since();
+        cpu += round_cpu;
+        server_cpu += round_server_cpu;
         let slowest = arrived.iter().copied().max().unwrap_or_default();
         per_client.extend(arrived);
         per_round.push(slowest);
